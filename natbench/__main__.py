@@ -1,0 +1,5 @@
+import sys
+
+from natbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,91 @@
+"""Exact neighborhood attention, RPB included, on torch's flex_attention with a neighborhood block mask."""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import torch
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+
+from natbench.attention.neighborhood import window_starts
+
+_compiled = None
+_compile_failed: str | None = None
+
+
+def _compiled_flex():
+    global _compiled
+    if _compiled is None:
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        _compiled = torch.compile(flex_attention, dynamic=False)
+    return _compiled
+
+
+@lru_cache(maxsize=32)
+def _geometry(height: int, width: int, kernel: tuple[int, int], dilation: tuple[int, int], device: str):
+    sy = window_starts(height, kernel[0], dilation[0], device)
+    sx = window_starts(width, kernel[1], dilation[1], device)
+    (kh, kw), (dh, dw) = kernel, dilation
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        qy, qx, ky, kx = q_idx // width, q_idx % width, kv_idx // width, kv_idx % width
+        oy, ox = ky - sy[qy], kx - sx[qx]
+        in_y = (oy >= 0) & (oy <= (kh - 1) * dh) & (oy % dh == 0)
+        in_x = (ox >= 0) & (ox <= (kw - 1) * dw) & (ox % dw == 0)
+        return in_y & in_x
+
+    block_mask: BlockMask = create_block_mask(
+        mask_mod, B=None, H=None, Q_LEN=height * width, KV_LEN=height * width, device=device
+    )
+    return block_mask, mask_mod
+
+
+def _rpb_score_mod(rpb: torch.Tensor, width: int, kernel: tuple[int, int], dilation: tuple[int, int]):
+    (kh, kw), (dh, dw) = kernel, dilation
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        # Compiled kernels evaluate masked pairs too: keep the lookup in bounds for every pair.
+        dy = (kv_idx // width - q_idx // width) // dh + kh - 1
+        dx = (kv_idx % width - q_idx % width) // dw + kw - 1
+        dy = dy.clamp(0, 2 * kh - 2)
+        dx = dx.clamp(0, 2 * kw - 2)
+        return score + rpb[h, dy, dx]
+
+    return score_mod
+
+
+def na2d_flex(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    kernel_size: tuple[int, int],
+    dilation: tuple[int, int],
+    rpb: torch.Tensor | None,
+    scale: float,
+    compile: bool = True,
+) -> tuple[torch.Tensor, str]:
+    """Returns the output and the kernel that ran ("flex-compiled" or "flex-eager")."""
+    global _compile_failed
+    b, height, width, heads, d = q.shape
+    block_mask, _ = _geometry(height, width, kernel_size, dilation, str(q.device))
+    qf, kf, vf = (t.reshape(b, height * width, heads, d).transpose(1, 2) for t in (q, k, v))
+    score_mod = None
+    if rpb is not None:
+        score_mod = _rpb_score_mod(rpb.to(q.dtype), width, kernel_size, dilation)
+    out, kernel = None, "flex-eager"
+    if compile and _compile_failed is None:
+        try:
+            out = _compiled_flex()(qf, kf, vf, score_mod=score_mod, block_mask=block_mask, scale=scale)
+            kernel = "flex-compiled"
+        except Exception as exc:  # report once, then stay eager
+            _compile_failed = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            warnings.warn(f"torch.compile(flex_attention) failed, running flex eagerly: {_compile_failed}", stacklevel=3)
+    if out is None:
+        out = flex_attention(qf, kf, vf, score_mod=score_mod, block_mask=block_mask, scale=scale)
+    return out.transpose(1, 2).reshape(b, height, width, heads, d), kernel
+
+
+def compile_failure() -> str | None:
+    """Why compiled flex is unavailable in this process, or None."""
+    return _compile_failed

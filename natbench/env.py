@@ -35,13 +35,19 @@ def _cpu_model() -> str:
 def _git_sha() -> str | None:
     root = Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
         return None
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, timeout=5).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+    ).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
@@ -60,8 +66,12 @@ def _gpu() -> dict[str, Any] | None:
     }
     try:
         query = "driver_version,clocks.sm,clocks.max.sm,clocks.mem"
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits", "-i", "0"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits", "-i", "0"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if out.returncode == 0:
             driver, sm, sm_max, mem = (s.strip() for s in out.stdout.splitlines()[0].split(","))
             gpu.update(driver=driver, clock_sm_mhz=sm, clock_sm_max_mhz=sm_max, clock_mem_mhz=mem)
@@ -130,8 +140,9 @@ def main(args: argparse.Namespace) -> int:
     rows.append(("cpu", f"{cpu['model']} ({cpu['cores']} cores, {cpu['affinity']} usable)"))
     rows.append(("torch threads", str(env["torch_threads"])))
     gpu = env["gpu"]
-    rows.append(("gpu", "none (CUDA not available)" if gpu is None else
-                 ", ".join(f"{k}={v}" for k, v in gpu.items())))
+    rows.append(
+        ("gpu", "none (CUDA not available)" if gpu is None else ", ".join(f"{k}={v}" for k, v in gpu.items()))
+    )
     rows.append(("git sha", env["git_sha"] or "not a git checkout"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

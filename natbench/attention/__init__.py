@@ -21,10 +21,24 @@ def _flex_unavailable(device, dtype):
     return None
 
 
-register_backend(Backend("natten", _natten.na2d_natten, False, _natten.why_unavailable,
-                         "natten.na2d: natten's fused kernels on CUDA, its unfused Flex path elsewhere"))
-register_backend(Backend("flex", _flex.na2d_flex, True, _flex_unavailable,
-                         "torch flex_attention with a neighborhood block mask and RPB score_mod (compiled)"))
+register_backend(
+    Backend(
+        "natten",
+        _natten.na2d_natten,
+        False,
+        _natten.why_unavailable,
+        "natten.na2d: natten's fused kernels on CUDA, its unfused Flex path elsewhere",
+    )
+)
+register_backend(
+    Backend(
+        "flex",
+        _flex.na2d_flex,
+        True,
+        _flex_unavailable,
+        "torch flex_attention with a neighborhood block mask and RPB score_mod (compiled)",
+    )
+)
 
 __all__ = [
     "AUTO_ORDER",

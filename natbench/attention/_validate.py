@@ -31,19 +31,21 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     if q.dtype != k.dtype or q.dtype != v.dtype:
         raise ValueError(f"query, key and value must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if q.device != k.device or q.device != v.device:
-        raise ValueError(f"query, key and value must be on one device, got {q.device}, {k.device}, {v.device}")
+        raise ValueError(
+            f"query, key and value must be on one device, got {q.device}, {k.device}, {v.device}"
+        )
     if not q.is_floating_point():
         raise ValueError(f"attention needs floating-point tensors, got {q.dtype}")
 
 
-def check_neighborhood(
-    q: torch.Tensor, kernel_size: int | Pair, dilation: int | Pair
-) -> tuple[Pair, Pair]:
+def check_neighborhood(q: torch.Tensor, kernel_size: int | Pair, dilation: int | Pair) -> tuple[Pair, Pair]:
     ks, dil = pair(kernel_size, "kernel_size"), pair(dilation, "dilation")
     height, width = q.shape[1], q.shape[2]
     for axis, k, d, length in (("height", ks[0], dil[0], height), ("width", ks[1], dil[1], width)):
         if k < 1 or k % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and positive (legacy NATTEN semantics), got {k}; use {k + 1 if k > 0 else 1}")
+            raise ValueError(
+                f"kernel_size must be odd and positive (legacy NATTEN semantics), got {k}; use {k + 1 if k > 0 else 1}"
+            )
         if d < 1:
             raise ValueError(f"dilation must be >= 1, got {d}")
         if k * d > length:
@@ -61,9 +63,7 @@ def check_rpb(rpb: torch.Tensor | None, q: torch.Tensor, window: Pair, what: str
     expected = (heads, 2 * window[0] - 1, 2 * window[1] - 1)
     if not isinstance(rpb, torch.Tensor) or tuple(rpb.shape) != expected:
         got = tuple(rpb.shape) if isinstance(rpb, torch.Tensor) else type(rpb).__name__
-        raise ValueError(
-            f"rpb must have shape [heads, 2*{what}-1, 2*{what}-1] = {list(expected)}, got {got}"
-        )
+        raise ValueError(f"rpb must have shape [heads, 2*{what}-1, 2*{what}-1] = {list(expected)}, got {got}")
     if rpb.device != q.device:
         raise ValueError(f"rpb must be on the query's device {q.device}, got {rpb.device}")
 

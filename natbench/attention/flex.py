@@ -67,6 +67,14 @@ def na2d_flex(
 ) -> tuple[torch.Tensor, str]:
     """Returns the output and the kernel that ran ("flex-compiled" or "flex-eager")."""
     global _compile_failed
+    if (
+        q.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and any(t.requires_grad for t in (q, k, v, rpb) if t is not None)
+    ):
+        raise NotImplementedError(
+            "torch's flex_attention has no backward on CPU; use backend 'tiled' or 'reference' for training on CPU"
+        )
     b, height, width, heads, d = q.shape
     block_mask, _ = _geometry(height, width, kernel_size, dilation, str(q.device))
     qf, kf, vf = (t.reshape(b, height * width, heads, d).transpose(1, 2) for t in (q, k, v))
@@ -80,7 +88,9 @@ def na2d_flex(
             kernel = "flex-compiled"
         except Exception as exc:  # report once, then stay eager
             _compile_failed = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            warnings.warn(f"torch.compile(flex_attention) failed, running flex eagerly: {_compile_failed}", stacklevel=3)
+            warnings.warn(
+                f"torch.compile(flex_attention) failed, running flex eagerly: {_compile_failed}", stacklevel=3
+            )
     if out is None:
         out = flex_attention(qf, kf, vf, score_mod=score_mod, block_mask=block_mask, scale=scale)
     return out.transpose(1, 2).reshape(b, height, width, heads, d), kernel

@@ -48,8 +48,9 @@ def last_kernel() -> str | None:
     return getattr(_state, "kernel", None)
 
 
-def unavailable_reason(backend: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                       rpb: bool = False) -> str | None:
+def unavailable_reason(
+    backend: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, rpb: bool = False
+) -> str | None:
     """None if `backend` can run here with these arguments, else why not, in words."""
     if backend not in _BACKENDS:
         return f"unknown backend {backend!r}; choose one of {sorted(_BACKENDS)} or 'auto'"
@@ -74,7 +75,9 @@ def resolve_backend(device: torch.device | str, dtype: torch.dtype, rpb: bool, b
             if reason is None:
                 return name
             reasons.append(f"{name}: {reason}")
-    raise ValueError(f"no neighborhood attention backend can run on {device} with {dtype}: " + "; ".join(reasons))
+    raise ValueError(
+        f"no neighborhood attention backend can run on {device} with {dtype}: " + "; ".join(reasons)
+    )
 
 
 def neighborhood_attention_2d(
@@ -128,7 +131,9 @@ def window_attention_2d(
             "pad the map or pick a window that divides it"
         )
     if not (0 <= sh[0] < win[0] and 0 <= sh[1] < win[1]):
-        raise ValueError(f"shift must be in [0, window_size), got {sh} for window {win}; Swin uses window_size // 2")
+        raise ValueError(
+            f"shift must be in [0, window_size), got {sh} for window {win}; Swin uses window_size // 2"
+        )
     val.check_rpb(rpb, q, win, what="window_size")
     return window_attention(q, k, v, win, sh, rpb, val.default_scale(q, scale))
 
@@ -145,5 +150,12 @@ def _reference(q, k, v, ks, dil, rpb, scale):
     return na2d_reference(q, k, v, ks, dil, rpb, scale), "gather"
 
 
-register_backend(Backend("reference", _reference, True, lambda device, dtype: None,
-                         "explicit gather of every neighbour and a plain softmax; the oracle"))
+register_backend(
+    Backend(
+        "reference",
+        _reference,
+        True,
+        lambda device, dtype: None,
+        "explicit gather of every neighbour and a plain softmax; the oracle",
+    )
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 
@@ -32,5 +34,8 @@ def na2d_natten(q, k, v, kernel_size, dilation, rpb, scale):
     if rpb is not None:  # guarded by the dispatcher too; natten has no RPB since 0.20
         raise ValueError("natten >= 0.20 has no relative positional bias; use backend 'flex' or 'reference'")
     kernel = natten_kernel(q)
-    out = _natten().na2d(q, k, v, kernel_size=kernel_size, dilation=dilation, scale=scale, backend=kernel)
+    with warnings.catch_warnings():
+        # natten's CPU path is eager flex by design; `last_kernel()` already reports it.
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        out = _natten().na2d(q, k, v, kernel_size=kernel_size, dilation=dilation, scale=scale, backend=kernel)
     return out, kernel

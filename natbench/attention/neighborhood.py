@@ -20,12 +20,16 @@ def _starts(length: int, kernel: int, dilation: int) -> tuple[int, ...]:
     return tuple(starts)
 
 
-def window_starts(length: int, kernel: int, dilation: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def window_starts(
+    length: int, kernel: int, dilation: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """First key index of each query's window on one axis, shape [length]."""
     return torch.tensor(_starts(length, kernel, dilation), dtype=torch.long, device=device)
 
 
-def neighbor_index(length: int, kernel: int, dilation: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def neighbor_index(
+    length: int, kernel: int, dilation: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Key indices of each query's window on one axis, shape [length, kernel]."""
     steps = torch.arange(kernel, device=device) * dilation
     return window_starts(length, kernel, dilation, device)[:, None] + steps[None, :]

@@ -66,7 +66,11 @@ def window_attention(
         blocked = _shift_mask(h, w, window, shift).to(q.device)  # [nW, T, T]
         neg = torch.zeros(blocked.shape, dtype=q.dtype, device=q.device).masked_fill(blocked, float("-inf"))
         n_win = blocked.shape[0]
-        neg = neg[None, :, None].expand(b, n_win, heads, tokens, tokens).reshape(b * n_win, heads, tokens, tokens)
+        neg = (
+            neg[None, :, None]
+            .expand(b, n_win, heads, tokens, tokens)
+            .reshape(b * n_win, heads, tokens, tokens)
+        )
         mask = neg if mask is None else mask + neg
     out = F.scaled_dot_product_attention(qw, kw, vw, attn_mask=mask, scale=scale)
     out = _merge(out.transpose(1, 2), window, b, h, w)

@@ -1,0 +1,144 @@
+"""`natbench claims`: judge the papers' claims from natbench results (optionally measuring the CPU ones first)."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+RUN_PRESET = "cpu-quick"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--results",
+        action="append",
+        metavar="DIR",
+        default=None,
+        help="results directory to judge (repeatable); with --run the sweep writes to the first",
+    )
+    parser.add_argument(
+        "--run",
+        action="store_true",
+        help=f"first run the '{RUN_PRESET}' sweep preset (CPU) into --results DIR or a new temp dir",
+    )
+    parser.add_argument("--json", action="store_true", help="print the verdicts as one JSON list")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a claim FAILs (claims marked unverified, SKIP and INCONCLUSIVE never do)",
+    )
+    parser.add_argument(
+        "--filter",
+        metavar="ID_GLOB",
+        action="append",
+        default=None,
+        help="judge only claims whose id matches this glob, e.g. 'nat.table3.*' (repeatable)",
+    )
+    parser.add_argument(
+        "--out", metavar="FILE", help="also write the JSON verdicts to FILE (e.g. DIR/claims.json)"
+    )
+    parser.add_argument(
+        "--claims",
+        metavar="PATH",
+        action="append",
+        default=None,
+        help="claim TOML file or directory instead of the shipped natbench/claims/data",
+    )
+
+
+def _run_sweep(preset: str, out: Path):
+    from natbench.sweep import run_sweep  # imported late: the sweep pulls in torch and the models
+
+    return run_sweep(preset, out)
+
+
+def _selected(claims, globs):
+    if not globs:
+        return claims
+    return [c for c in claims if any(fnmatch.fnmatchcase(c.id, g) for g in globs)]
+
+
+def _short(v, width: int = 14) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) or (isinstance(v, int) and abs(v) >= 10**6):
+        text = f"{v:.4g}"
+    elif isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v):
+        text = "[" + ", ".join(f"{x:.3g}" for x in v) + "]"
+    else:
+        text = str(v)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_table(verdicts) -> str:
+    lines = []
+    by_title: dict[str, list] = {}
+    for v in verdicts:
+        by_title.setdefault(v.title or v.source, []).append(v)
+    idw = max((len(v.id) for v in verdicts), default=2)
+    for title, vs in by_title.items():
+        lines.append(f"\n== {title}")
+        lines.append(f"{'verdict':<12} {'id':<{idw}} {'expected':>14} {'measured':>14}  reason")
+        for v in vs:
+            flag = " (unverified)" if v.unverified else ""
+            lines.append(
+                f"{v.verdict:<12} {v.id:<{idw}} {_short(v.expected):>14} {_short(v.measured):>14}  "
+                f"{v.reason}{flag}"
+            )
+    counts = {}
+    for v in verdicts:
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    lines.append(
+        "\n" + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f" of {len(verdicts)} verdicts"
+    )
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    from natbench.claims.judge import FAIL, judge
+    from natbench.claims.schema import ClaimError, load_claims
+    from natbench.results import load
+
+    try:
+        claims = _selected(load_claims(args.claims), args.filter)
+    except (ClaimError, FileNotFoundError) as exc:
+        print(f"natbench claims: {exc}", file=sys.stderr)
+        return 2
+    if not claims:
+        print(f"natbench claims: no claim id matches {args.filter}", file=sys.stderr)
+        return 2
+    dirs = [Path(d) for d in (args.results or [])]
+    if args.run:
+        if not dirs:
+            dirs = [Path(tempfile.mkdtemp(prefix="natbench-claims-"))]
+        print(f"natbench claims: running sweep preset '{RUN_PRESET}' into {dirs[0]}", file=sys.stderr)
+        try:
+            _run_sweep(RUN_PRESET, dirs[0])
+        except ImportError as exc:
+            print(
+                f"natbench claims: --run needs natbench.sweep, which is not importable here: {exc}",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        df = load(dirs) if dirs else None
+    except FileNotFoundError as exc:
+        print(f"natbench claims: {exc}; pass an existing --results DIR or add --run", file=sys.stderr)
+        return 2
+    verdicts = judge(df, claims)
+    payload = [v.to_dict() for v in verdicts]
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_table(verdicts))
+        if args.out:
+            print(f"wrote {len(payload)} verdicts to {args.out}")
+    failed = [v for v in verdicts if v.verdict == FAIL and not v.unverified]
+    return 1 if args.strict and failed else 0

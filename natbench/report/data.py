@@ -1,0 +1,286 @@
+"""Tables the report shows, computed from result directories with pandas (no HTML here)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from natbench.results import ENV_FILE, RESULTS_FILE
+
+CLAIMS_FILE = "claims.json"
+VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE", "SKIP")
+# what must match for an NA case and a window case to be compared
+PAIR_KEYS = ["device", "dtype", "mode", "batch", "resolution", "kernel_size", "heads", "head_dim"]
+SERIES_KEYS = ["device", "dtype", "mode", "batch", "heads", "head_dim"]
+
+
+@lru_cache(maxsize=1)
+def paper_figures() -> dict[str, Any]:
+    """Published numbers drawn beside ours: the claims registry's where it has them, else paper_figures.yaml.
+
+    The result says where each came from: `registry` lists the claim ids used.
+    """
+    import yaml
+
+    text = resources.files("natbench.report").joinpath("paper_figures.yaml").read_text(encoding="utf-8")
+    paper = yaml.safe_load(text)
+    paper["registry"] = []
+    try:
+        from natbench.claims import load_claims
+
+        claims = load_claims()
+    except Exception as exc:  # the registry is optional here: the shipped file has every number
+        paper["registry_error"] = f"{type(exc).__name__}: {exc}"
+        return paper
+    wsa = paper["na_vs_wsa"]
+    curves = {"speed": "speed_tiled_cuda", "memory": "memory_tiled_cuda"}
+    models = paper["table3"]["models"]
+    fields = {"params": ("params_m", 1e-6), "macs": ("gmacs", 1e-9), "top1": ("top1", 1.0)}
+    for claim in claims:
+        if not isinstance(claim.expected, (int, float)):
+            continue
+        m = re.fullmatch(r"nat\.natten\.(speed|memory)\.r(\d+)", claim.id)
+        if m and int(m[2]) in wsa["resolutions"]:
+            wsa[curves[m[1]]][wsa["resolutions"].index(int(m[2]))] = round(100 * claim.expected, 6)
+            paper["registry"].append(claim.id)
+            continue
+        m = re.search(r"(?:^|\.)([a-z_]+)\.(params|macs|top1)$", claim.id)
+        if m and m[1] in models:
+            key, unit = fields[m[2]]
+            models[m[1]][key] = round(claim.expected * unit, 6)
+            paper["registry"].append(claim.id)
+    return paper
+
+
+def load_results(dirs: list[str | Path]) -> pd.DataFrame:
+    from natbench.results import load
+
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise FileNotFoundError(f"results directory {d} does not exist")
+        if not (Path(d) / RESULTS_FILE).is_file():
+            raise FileNotFoundError(f"{d} has no {RESULTS_FILE}; pass a directory made by natbench sweep/run")
+    frame = load([str(d) for d in dirs])
+    for col in (
+        "batch",
+        "resolution",
+        "kernel_size",
+        "dilation",
+        "heads",
+        "head_dim",
+        "tokens",
+        "latency_ms",
+        "latency_iqr_ms",
+        "peak_mem_bytes",
+        "macs",
+        "flops",
+        "params",
+        "throughput",
+        "top1",
+        "top5",
+        "count",
+    ):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame
+
+
+def load_claims(directory: str | Path) -> list[dict[str, Any]] | None:
+    """DIR/claims.json (a list of verdict objects), or None when the directory has none."""
+    path = Path(directory) / CLAIMS_FILE
+    if not path.is_file():
+        return None
+    claims = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(claims, list):
+        raise ValueError(f"{path} must hold a JSON list of claim verdicts, got {type(claims).__name__}")
+    return claims
+
+
+def load_env(directory: str | Path, frame: pd.DataFrame) -> dict[str, Any] | None:
+    """DIR/env.json, else the env of the directory's first row."""
+    path = Path(directory) / ENV_FILE
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    envs = [e for e in frame.loc[frame["source"] == str(directory), "env"] if isinstance(e, dict)]
+    return envs[0] if envs else None
+
+
+def ok(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    return frame[(frame["kind"] == kind) & (frame["status"] == "ok")].copy()
+
+
+def series_label(row: pd.Series) -> str:
+    if row["target"] == "na":
+        return f"NA {row['backend']}"
+    return str(row["target"])
+
+
+def fit_exponent(tokens, values) -> float | None:
+    """b in value ~ tokens**b (least squares on log-log); None with fewer than two distinct sizes."""
+    pairs = [(t, v) for t, v in zip(tokens, values, strict=True) if t > 0 and v > 0 and not math.isnan(v)]
+    if len({t for t, _ in pairs}) < 2:
+        return None
+    import numpy as np
+
+    x, y = np.log([p[0] for p in pairs]), np.log([p[1] for p in pairs])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def _ops_with(frame: pd.DataFrame, value: str) -> pd.DataFrame:
+    ops = ok(frame, "op")
+    ops = ops[ops[value].notna() & ops["resolution"].notna()].copy()
+    if not ops.empty:
+        ops["tokens"] = ops["tokens"].fillna(ops["resolution"] ** 2)
+        ops["series"] = ops.apply(series_label, axis=1)
+    return ops
+
+
+def _series(data: pd.DataFrame, x: str, value: str, fit_x: str) -> list[dict[str, Any]]:
+    """One line per backend: median `value` per `x`, and the exponent b of value ~ fit_x**b."""
+    series = []
+    for name, s in data.groupby("series"):
+        s = s.groupby(x, as_index=False).agg(fit=(fit_x, "first"), value=(value, "median"))
+        series.append(
+            {
+                "name": name,
+                "x": s[x].tolist(),
+                "value": s["value"].tolist(),
+                "exponent": fit_exponent(s["fit"], s["value"]),
+            }
+        )
+    return series
+
+
+def scaling_groups(frame: pd.DataFrame, value: str) -> list[dict[str, Any]]:
+    """`value` against resolution: one log-log figure per device/dtype/mode/kernel with two or more sizes.
+
+    Full attention has no kernel size, so it joins every kernel's figure as the quadratic reference.
+    Exponents are fitted against tokens (resolution squared).
+    """
+    ops = _ops_with(frame, value)
+    groups = []
+    for (device, dtype, mode), cfg in (
+        [] if ops.empty else ops.groupby(["device", "dtype", "mode"], dropna=False)
+    ):
+        full = cfg[cfg["target"] == "full"]
+        local = cfg[cfg["target"] != "full"]
+        counts = local.groupby("kernel_size")["resolution"].nunique()
+        kernels = [k for k, n in sorted(counts.items()) if n >= 2] or ([None] if len(full) else [])
+        for k in kernels:
+            data = pd.concat([local[local["kernel_size"] == k], full])
+            title = f"{device} {dtype} {mode}" + (f", kernel/window {int(k)}" if k is not None else "")
+            groups.append(
+                {
+                    "title": title,
+                    "kernel_size": k,
+                    "x": "resolution",
+                    "fit": "tokens",
+                    "series": _series(data, "resolution", value, "tokens"),
+                }
+            )
+    return groups
+
+
+def kernel_groups(frame: pd.DataFrame, value: str) -> list[dict[str, Any]]:
+    """`value` against kernel (window) size at one resolution, where two or more sizes were measured."""
+    ops = _ops_with(frame, value)
+    ops = ops[(ops["target"] != "full") & ops["kernel_size"].notna()] if not ops.empty else ops
+    groups = []
+    for (device, dtype, mode, res), cfg in (
+        [] if ops.empty else ops.groupby(["device", "dtype", "mode", "resolution"], dropna=False)
+    ):
+        if cfg["kernel_size"].nunique() < 2:
+            continue
+        groups.append(
+            {
+                "title": f"{device} {dtype} {mode}, {int(res)}x{int(res)} map",
+                "resolution": res,
+                "x": "kernel_size",
+                "fit": "kernel_size",
+                "series": _series(cfg, "kernel_size", value, "kernel_size"),
+            }
+        )
+    return groups
+
+
+def na_vs_window(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every NA case next to the window-attention case with the same shape: latency and memory ratios."""
+    ops = ok(frame, "op")
+    na = ops[(ops["target"] == "na") & (ops["dilation"].fillna(1) == 1)]
+    win = ops[ops["target"] == "window"]
+    if na.empty or win.empty:
+        return pd.DataFrame()
+    keep = [*PAIR_KEYS, "latency_ms", "latency_iqr_ms", "peak_mem_bytes"]
+    win = win[keep].drop_duplicates(PAIR_KEYS, keep="last")
+    pairs = na[[*keep, "backend"]].merge(win, on=PAIR_KEYS, suffixes=("_na", "_window"))
+    if pairs.empty:
+        return pairs
+    pairs["latency_ratio"] = pairs["latency_ms_na"] / pairs["latency_ms_window"]
+    pairs["relative_speed_pct"] = 100 * pairs["latency_ms_window"] / pairs["latency_ms_na"]
+    pairs["relative_memory_pct"] = 100 * pairs["peak_mem_bytes_na"] / pairs["peak_mem_bytes_window"]
+    return pairs.sort_values(["backend", "kernel_size", "resolution"]).reset_index(drop=True)
+
+
+def model_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """One line per measured model configuration with the paper's Table 3 numbers beside it."""
+    models = ok(frame, "model")
+    acc = ok(frame, "accuracy")
+    paper = paper_figures()["table3"]["models"]
+    rows = []
+    for _, r in models.iterrows():
+        top1 = acc.loc[acc["target"] == r["target"], "top1"].dropna()
+        rows.append(
+            {
+                "model": r["target"],
+                "resolution": r["resolution"],
+                "batch": r["batch"],
+                "device_name": r["device_name"] if pd.notna(r["device_name"]) else r["device"],
+                "dtype": r["dtype"],
+                "mode": r["mode"],
+                "backend": r["backend"],
+                "params_m": r["params"] / 1e6 if pd.notna(r["params"]) else None,
+                "gmacs": r["macs"] / 1e9 if pd.notna(r["macs"]) else None,
+                "throughput": r["throughput"],
+                "latency_ms": r["latency_ms"],
+                "memory_gb": r["peak_mem_bytes"] / 1e9 if pd.notna(r["peak_mem_bytes"]) else None,
+                "top1": float(top1.iloc[-1]) if len(top1) else None,
+                "paper": paper.get(str(r["target"])),
+            }
+        )
+    return rows
+
+
+def history(frame: pd.DataFrame, dirs: list[str]) -> pd.DataFrame:
+    """Median latency per ok case (rows) in each result set (columns, in the order given)."""
+    timed = frame[(frame["status"] == "ok") & frame["latency_ms"].notna()]
+    if timed.empty:
+        return pd.DataFrame()
+    table = timed.pivot_table(index="case_id", columns="source", values="latency_ms", aggfunc="last")
+    return table.reindex(columns=[str(d) for d in dirs])
+
+
+def status_counts(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for source, part in frame.groupby("source", sort=False):
+        out.append(
+            {
+                "source": source,
+                "rows": len(part),
+                "statuses": part["status"].value_counts().to_dict(),
+                "kinds": part["kind"].value_counts().to_dict(),
+            }
+        )
+    return out
+
+
+def verdict_counts(claims: list[dict[str, Any]]) -> dict[str, int]:
+    counts = dict.fromkeys(VERDICTS, 0)
+    for c in claims:
+        counts[str(c.get("verdict"))] = counts.get(str(c.get("verdict")), 0) + 1
+    return counts

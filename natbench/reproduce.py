@@ -1,0 +1,92 @@
+"""`natbench reproduce`: sweep a preset, judge the papers' claims on it, and build the report, in one command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def reproduce(preset: str, out: str | Path, history: list[str | Path] = (), progress: bool = True) -> dict:
+    """Run `preset` into OUT, write OUT/claims.json and OUT/site; returns paths and verdict counts."""
+    from natbench.claims import VERDICTS, judge
+    from natbench.report import build_site
+    from natbench.results import load
+    from natbench.sweep import run_sweep
+
+    out = Path(out)
+    run_sweep(preset, out, progress=progress)
+    verdicts = judge(load(out))
+    claims_path = out / "claims.json"
+    claims_path.write_text(json.dumps([v.to_dict() for v in verdicts], indent=2) + "\n", encoding="utf-8")
+    index = build_site([*history, out], out / "site")
+    counts = dict.fromkeys(VERDICTS, 0)
+    for v in verdicts:
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    failed = [v.id for v in verdicts if v.verdict == "FAIL" and not getattr(v, "unverified", False)]
+    return {
+        "results": str(out),
+        "claims": str(claims_path),
+        "report": str(index),
+        "counts": counts,
+        "failed": failed,
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preset", default="cpu-quick", help="sweep preset (natbench/sweep/presets; default cpu-quick)"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="results directory: results.jsonl, env.json, claims.json and site/ go here "
+        "(an existing one is resumed: cases already in it are not run again)",
+    )
+    parser.add_argument(
+        "--history",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="earlier results directories, oldest first, for the report's history page",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="open the report in headless Chromium and check it"
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a (verified) claim FAILs")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    for d in args.history:
+        if not Path(d).is_dir():
+            print(f"natbench reproduce: history directory {d} does not exist", file=sys.stderr)
+            return 2
+    try:
+        summary = reproduce(args.preset, args.out, args.history, progress=not args.no_progress)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"natbench reproduce: {exc}", file=sys.stderr)
+        return 2
+    counts = ", ".join(f"{k} {n}" for k, n in summary["counts"].items())
+    print(f"results: {summary['results']}")
+    print(f"claims:  {summary['claims']} ({counts})")
+    print(f"report:  {Path(summary['report']).resolve()}")
+    if args.check:
+        from natbench.report.check import ChromiumUnavailable, check_site
+
+        try:
+            problems = check_site(Path(summary["report"]).parent)
+        except ChromiumUnavailable as exc:
+            print(f"natbench reproduce --check: {exc}", file=sys.stderr)
+            return 2
+        for p in problems:
+            print(f"broken: {p}", file=sys.stderr)
+        if problems:
+            return 1
+        print("check:   every page loaded in Chromium, every image has a size, every link resolves")
+    if args.strict and summary["failed"]:
+        print(f"FAIL: {', '.join(summary['failed'])}", file=sys.stderr)
+        return 1
+    return 0

@@ -19,7 +19,7 @@ COLUMNS: dict[str, str] = {
     "case_id": "deterministic id of the case's parameters",
     "status": "one of " + ", ".join(STATUSES),
     "error": "why a case is not ok (error message or skip reason)",
-    "kind": "op | model | accuracy",
+    "kind": "op | model | custom (a package.module:function case) | accuracy",
     "target": "na | window | full | a create_model name",
     "backend": "NA backend asked for (auto, tiled, flex, natten, reference) or the op's implementation",
     "kernel": "what actually ran (natbench.attention.last_kernel(), e.g. natten:flex-fna)",
@@ -47,9 +47,18 @@ COLUMNS: dict[str, str] = {
     "top5": "ImageNet top-5 %, accuracy rows",
     "count": "images evaluated, accuracy rows",
     "checkpoint": "weights evaluated, accuracy rows",
+    "agreement": "% of images with the same top-1 prediction as the first backend (accuracy --compare-backends)",
+    "kl_div": "mean KL(first backend || this one) of the softmax outputs, nats (accuracy --compare-backends)",
     "preset": "sweep preset the row came from",
     "timestamp": "UTC ISO time the case finished",
     "env": "provenance dict (natbench.env.collect())",
+    "shifted": "window op: Swin shifted windows (shift = window // 2)",
+    "rpb": "na / window op: with a relative positional bias",
+    "calls_per_sample": "calls averaged in each timing sample (1 with CUDA events)",
+    "timer": "how latency was timed (torch.utils.benchmark blocked_autorange, cuda-events, +l2-flush)",
+    "memory_method": "how peak_mem_bytes was read (torch.cuda.max_memory_allocated, or CPU RSS: see natbench.measure.memory)",
+    "threads": "torch intra-op threads the case ran with",
+    "duration_s": "wall seconds of the whole case (process start to result)",
 }
 
 RESULTS_FILE = "results.jsonl"
@@ -66,8 +75,12 @@ def append_row(directory: str | os.PathLike, row: dict[str, Any]) -> None:
     path = Path(directory) / RESULTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(row, default=str, sort_keys=True) + "\n"
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)
+    with open(path, "a+b") as fh:
+        if fh.tell() > 0:  # after a kill mid-write, end the half line so this row stays parseable
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                line = "\n" + line
+        fh.write(line.encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -114,3 +127,66 @@ def load(directories: str | os.PathLike | Iterable[str | os.PathLike], latest: b
     if not frames:
         return pd.DataFrame(columns=[*COLUMNS, "source"])
     return pd.concat(frames, ignore_index=True)
+
+
+def _flat(frame):
+    """Nested columns (env dict, sample lists) as JSON text, for flat formats."""
+    frame = frame.copy()
+    for col in ("env", "latency_samples_ms"):
+        if col in frame:
+            frame[col] = [
+                None if v is None or (isinstance(v, float) and v != v) else json.dumps(v, default=str)
+                for v in frame[col]
+            ]
+    return frame
+
+
+def _frame(data):
+    import pandas as pd
+
+    return data if isinstance(data, pd.DataFrame) else load(data)
+
+
+def to_csv(data, path: str | os.PathLike) -> Path:
+    """Write a results frame (or the results of a directory / directories) as CSV; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _flat(_frame(data)).to_csv(path, index=False)
+    return path
+
+
+def to_parquet(data, path: str | os.PathLike) -> Path:
+    """Write a results frame (or the results of a directory / directories) as Parquet; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _flat(_frame(data)).to_parquet(path, index=False)
+    return path
+
+
+EXPORTERS = {"csv": to_csv, "parquet": to_parquet}
+
+
+def export(data, fmt: str, path: str | os.PathLike) -> Path:
+    if fmt not in EXPORTERS:
+        raise ValueError(f"export format must be one of {', '.join(EXPORTERS)}, got {fmt!r}")
+    return EXPORTERS[fmt](data, path)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "dirs", nargs="+", metavar="DIR", help="results directories (each with results.jsonl)"
+    )
+    parser.add_argument("--csv", metavar="PATH", help="write the rows as CSV")
+    parser.add_argument("--parquet", metavar="PATH", help="write the rows as Parquet")
+    parser.add_argument("--all", action="store_true", help="keep every row, not only the newest per case")
+
+
+def main(args) -> int:
+    from natbench.sweep.runner import summary
+
+    frame = load(args.dirs, latest=not args.all)
+    print(summary(frame))
+    for fmt in ("csv", "parquet"):
+        if getattr(args, fmt):
+            print(f"wrote {export(frame, fmt, getattr(args, fmt))}")
+    return 0

@@ -1,0 +1,304 @@
+"""One case in this process: build inputs for a spec, time it, read its peak memory, return a results row.
+
+Targets: attention ops (na, window, full), natbench.models names, or `package.module:function`, a user case
+factory called as function(spec: CaseSpec, device: torch.device, dtype: torch.dtype) that returns a
+zero-argument callable running one call (it may also return (callable, info dict with macs/params/kernel)).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from natbench.measure.flops import model_macs, op_macs, padded_side
+from natbench.measure.memory import PeakMemory
+from natbench.measure.spec import CaseSpec
+from natbench.measure.timer import TimerConfig, synchronize, time_callable, warm_up
+
+NEEDS_CUDA = "needs CUDA: torch.cuda.is_available() is False on this machine"
+_OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+class Unsupported(Exception):
+    """The case cannot run here (backend, dtype, device or shape); the message says why."""
+
+
+@dataclass
+class Prepared:
+    fn: Callable[[], object]
+    context: Callable[[], contextlib.AbstractContextManager]
+    info: dict[str, Any] = field(default_factory=dict)  # macs, params, kernel, images_per_call
+    kernel: Callable[[], str | None] = lambda: None
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and any(t in str(exc).lower() for t in _OOM_TEXT)
+
+
+def spec_row(spec: CaseSpec) -> dict[str, Any]:
+    """The results-row columns a spec determines."""
+    d = spec.to_dict()
+    row = {
+        k: d[k]
+        for k in (
+            "target",
+            "backend",
+            "device",
+            "dtype",
+            "mode",
+            "batch",
+            "resolution",
+            "kernel_size",
+            "dilation",
+            "heads",
+            "head_dim",
+            "shifted",
+            "rpb",
+        )
+    }
+    row.update(case_id=spec.case_id, kind=spec.kind, tokens=spec.tokens if spec.kind == "op" else None)
+    return row
+
+
+def _dtype(name: str) -> torch.dtype:
+    return getattr(torch, name)
+
+
+def _grad_context(training: bool):
+    return torch.enable_grad if training else torch.inference_mode
+
+
+def _op(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared:
+    from natbench import attention
+
+    training = spec.mode == "training"
+    res, k = spec.resolution, spec.kernel_size
+    if spec.target == "na":
+        if k * spec.dilation > res:
+            raise Unsupported(
+                f"kernel_size * dilation = {k * spec.dilation} is larger than the {res}x{res} map"
+            )
+        try:
+            backend = attention.resolve_backend(device, dtype, bool(spec.rpb), spec.backend)
+        except ValueError as exc:
+            raise Unsupported(str(exc)) from None
+    elif spec.target == "window" and k > res:
+        raise Unsupported(
+            f"window {k} is larger than the {res}x{res} map (Swin shrinks the window to the map)"
+        )
+    side = padded_side(res, k) if spec.target == "window" else res
+    shape = (spec.batch, res, res, spec.heads, spec.head_dim)
+    with _grad_context(training)():
+        q, key, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=training) for _ in range(3))
+        rpb = None
+        if spec.rpb:
+            rpb = torch.randn(
+                spec.heads, 2 * k - 1, 2 * k - 1, device=device, dtype=dtype, requires_grad=training
+            )
+
+    if spec.target == "na":
+
+        def call():
+            return attention.neighborhood_attention_2d(q, key, v, k, spec.dilation, rpb=rpb, backend=backend)
+
+        kernel = attention.last_kernel
+    elif spec.target == "window":
+        shift = k // 2 if spec.shifted else 0
+        pad = side - res
+
+        def call():
+            qp, kp, vp = (F.pad(t, (0, 0, 0, 0, 0, pad, 0, pad)) for t in (q, key, v)) if pad else (q, key, v)
+            out = attention.window_attention_2d(qp, kp, vp, k, shift=shift, rpb=rpb)
+            return out[:, :res, :res] if pad else out
+
+        kernel = lambda: "sdpa:" + ("shifted-window" if shift else "window") + ("+pad" if pad else "")  # noqa: E731
+    else:
+
+        def call():
+            return attention.full_attention_2d(q, key, v)
+
+        kernel = lambda: "sdpa:full"  # noqa: E731
+
+    inputs = [t for t in (q, key, v, rpb) if t is not None]
+    fn = _backward(call, inputs) if training else call
+    macs = op_macs(spec.target, spec.batch, res, spec.heads, spec.head_dim, k, spec.mode)
+    return Prepared(fn, _grad_context(training), {"macs": macs}, kernel)
+
+
+def _backward(call: Callable[[], torch.Tensor], inputs: list[torch.Tensor]) -> Callable[[], object]:
+    grad_out: list[torch.Tensor] = []
+
+    def step():
+        out = call()
+        if not grad_out:
+            grad_out.append(torch.randn_like(out))
+        return torch.autograd.grad(out, inputs, grad_out[0])
+
+    return step
+
+
+def _model(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared:
+    try:
+        from natbench import models
+    except ImportError as exc:
+        raise RuntimeError(f"natbench.models is not importable ({exc}); model targets need it") from exc
+    from natbench.attention import last_kernel
+
+    info = models.model_info(spec.target, spec.resolution)
+    family = info.get("family")
+    overrides: dict[str, Any] = {}
+    if spec.backend != "auto":
+        if family not in ("nat", "dinat"):
+            raise Unsupported(
+                f"backend {spec.backend!r} applies to NAT/DiNAT models only; {spec.target} is {family}"
+            )
+        overrides["attention_backend"] = spec.backend
+    if spec.kernel_size is not None:
+        overrides["kernel_size"] = spec.kernel_size
+    if family == "swin" and spec.resolution != 224:
+        overrides["img_size"] = spec.resolution
+    training = spec.mode == "training"
+    model = models.create_model(spec.target, **overrides)
+    # Inference runs the model in `dtype`; training keeps fp32 weights under autocast (mixed precision).
+    model = model.to(device=device, dtype=dtype if not training else torch.float32).train(training)
+    x = torch.randn(
+        spec.batch,
+        3,
+        spec.resolution,
+        spec.resolution,
+        device=device,
+        dtype=dtype if not training else torch.float32,
+    )
+    amp = training and dtype != torch.float32
+
+    if training:
+
+        def fn():
+            model.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=amp):
+                out = models.logits(model, x)
+            out.float().mean().backward()
+    else:
+
+        def fn():
+            return models.logits(model, x)
+
+    params = sum(p.numel() for p in model.parameters())
+    kernel = last_kernel if family in ("nat", "dinat") else (lambda: None)
+    return Prepared(
+        fn,
+        _grad_context(training),
+        {"macs": model_macs(info["macs"], spec.batch, spec.mode), "params": params},
+        kernel,
+    )
+
+
+def _custom(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared:
+    module_name, func_name = spec.target.split(":")
+    factory = getattr(importlib.import_module(module_name), func_name)
+    made = factory(spec, device, dtype)
+    fn, info = made if isinstance(made, tuple) else (made, {})
+    training = spec.mode == "training"
+    kernel = info.pop("kernel", None)
+    return Prepared(fn, _grad_context(training), dict(info), lambda: kernel)
+
+
+def _import_for(spec: CaseSpec) -> None:
+    import natbench.attention  # noqa: F401
+
+    if spec.kind == "model":
+        try:
+            import natbench.models  # noqa: F401
+        except ImportError:
+            pass  # the builder reports it
+    elif spec.kind == "custom":
+        importlib.import_module(spec.target.split(":")[0])
+
+
+BUILDERS = {"op": _op, "model": _model, "custom": _custom}
+
+
+def measure_case(
+    spec: CaseSpec | dict, timing: TimerConfig | dict | None = None, with_env: bool = True
+) -> dict[str, Any]:
+    """Measure one case in this process and return its results row; never raises for a failing case.
+
+    Peak memory is only meaningful when this process ran nothing before (see natbench.measure.isolate).
+    """
+    spec = spec if isinstance(spec, CaseSpec) else CaseSpec.from_dict(spec)
+    config = timing if isinstance(timing, TimerConfig) else TimerConfig.from_dict(timing)
+    spec = spec.resolved(torch.cuda.is_available())
+    row = spec_row(spec)
+    try:
+        row.update(_measure(spec, config))
+        row["status"] = "ok"
+    except Unsupported as exc:
+        row.update(status="unsupported", error=str(exc))
+    except BaseException as exc:  # a case's failure becomes its row; the caller goes on
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        row.update(status="oom" if is_oom(exc) else "error", error=f"{type(exc).__name__}: {exc}"[:2000])
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    row["timestamp"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if with_env:
+        from natbench.env import collect
+
+        row["env"] = collect()
+    return row
+
+
+def _measure(spec: CaseSpec, config: TimerConfig) -> dict[str, Any]:
+    if spec.device == "cuda" and not torch.cuda.is_available():
+        raise Unsupported(NEEDS_CUDA)
+    device, dtype = torch.device(spec.device), _dtype(spec.dtype)
+    _import_for(spec)  # imports are baseline, not the case's memory
+    memory = PeakMemory(device)
+    memory.baseline()
+    prepared = BUILDERS[spec.kind](spec, device, dtype)
+    memory.built()
+    with prepared.context():
+        warm_up(prepared.fn, device, config)
+        kernel = prepared.kernel()
+        memory.reset_peak()
+        prepared.fn()
+        synchronize(device)
+        peak = memory.peak_increase()
+        timing = time_callable(prepared.fn, device, config)
+    info = prepared.info
+    macs = info.get("macs")
+    images = spec.batch if spec.kind == "model" else None
+    return {
+        "kernel": kernel,
+        "threads": torch.get_num_threads(),
+        "device_name": _device_name(device),
+        "latency_ms": timing.median_ms,
+        "latency_iqr_ms": timing.iqr_ms,
+        "latency_min_ms": timing.min_ms,
+        "latency_samples_ms": timing.samples_ms,
+        "calls_per_sample": timing.calls_per_sample,
+        "timer": timing.method,
+        "peak_mem_bytes": peak,
+        "memory_method": memory.method,
+        "macs": macs,
+        "flops": 2 * macs if macs is not None else None,
+        "params": info.get("params"),
+        "throughput": images / (timing.median_ms / 1e3) if images else None,
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from natbench.env import _cpu_model
+
+    return _cpu_model()

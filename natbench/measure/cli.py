@@ -1,0 +1,127 @@
+"""`natbench run`: measure one case (in a fresh process) and print it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from natbench.measure.spec import DTYPES, HELP, MODES
+
+FIELDS = (
+    "backend",
+    "device",
+    "dtype",
+    "mode",
+    "batch",
+    "resolution",
+    "kernel_size",
+    "dilation",
+    "heads",
+    "head_dim",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help=HELP["target"])
+    parser.add_argument("--backend", default="auto", help=HELP["backend"])
+    parser.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"), help=HELP["device"])
+    parser.add_argument("--dtype", default="float32", help=" | ".join(DTYPES) + " (or fp32, fp16, bf16)")
+    parser.add_argument("--mode", default="inference", choices=MODES, help=HELP["mode"])
+    for name in ("batch", "resolution", "kernel_size", "dilation", "heads", "head_dim"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, dest=name, help=HELP[name])
+    parser.add_argument("--shifted", action="store_true", help=HELP["shifted"])
+    parser.add_argument("--rpb", action="store_true", help=HELP["rpb"])
+    parser.add_argument("--min-run-time", type=float, default=0.5, metavar="S", help="seconds of timed calls")
+    parser.add_argument(
+        "--l2-flush", action="store_true", help="CUDA: flush L2 (256 MB write) before every call"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600, metavar="S", help="seconds before the case is stopped"
+    )
+    parser.add_argument(
+        "--threads", type=int, metavar="N", help="torch threads for the case (default: torch's)"
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure in this process (no isolation; peak memory then includes earlier work)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results row as one JSON line")
+
+
+def main(args: argparse.Namespace) -> int:
+    from natbench.env import collect
+    from natbench.measure.spec import CaseSpec
+
+    data = {k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None}
+    data.update(target=args.target, shifted=args.shifted or None, rpb=args.rpb or None)
+    timing = {"min_run_time": args.min_run_time, "l2_flush": args.l2_flush}
+    try:
+        spec = CaseSpec.from_dict(data)
+        if spec.kind == "model":
+            from natbench.sweep.preset import validate_targets
+
+            validate_targets([spec])
+    except ValueError as exc:
+        print(f"natbench run: error: {exc}", file=sys.stderr)
+        return 2
+    if args.in_process:
+        import torch
+
+        from natbench.measure.case import measure_case
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+
+        row = measure_case(spec, timing)
+    else:
+        import torch
+
+        from natbench.measure.isolate import run_isolated
+
+        resolved = spec.resolved(torch.cuda.is_available()).to_dict()
+        row = run_isolated(resolved, args.timeout, timing, threads=args.threads)
+        row["env"] = collect()
+    if args.json:
+        print(json.dumps(row, default=str, sort_keys=True))
+    else:
+        print(format_row(row))
+    return 0 if row["status"] in ("ok", "unsupported") else 1
+
+
+def format_row(row: dict) -> str:
+    keys = [
+        "case_id",
+        "threads",
+        "status",
+        "error",
+        "kernel",
+        "device_name",
+        "latency_ms",
+        "latency_iqr_ms",
+        "latency_min_ms",
+        "calls_per_sample",
+        "timer",
+        "peak_mem_bytes",
+        "memory_method",
+        "macs",
+        "flops",
+        "params",
+        "throughput",
+    ]
+    lines = []
+    for key in keys:
+        value = row.get(key)
+        if value is None:
+            continue
+        if key == "peak_mem_bytes":
+            value = f"{value / 2**20:.1f} MiB"
+        elif isinstance(value, float):
+            value = f"{value:.4g}"
+        lines.append((key, str(value)))
+    samples = row.get("latency_samples_ms") or []
+    if samples:
+        lines.append(("samples", f"{len(samples)}"))
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)

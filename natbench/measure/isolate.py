@@ -1,0 +1,157 @@
+"""Run one case in a fresh process with a timeout: a crash, hang or OOM of the case becomes its row.
+
+Processes come from a multiprocessing forkserver that has torch and natbench imported once, so a case starts
+in a fraction of a second yet shares no state (allocator, compiled kernels, RSS peak) with other cases.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_PRELOAD = ["natbench.measure.case", "natbench.attention", "natbench.models"]
+_LOG_TAIL = 1500
+
+
+def _context():
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:  # PR_SET_PDEATHSIG: a killed sweep leaves no orphaned case behind
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+
+
+def _child(
+    conn,
+    spec: dict,
+    timing: dict,
+    memory_limit: int | None,
+    log_path: str | None,
+    sys_path: list[str],
+    threads: int | None,
+) -> None:
+    sys.path[:] = sys_path  # the caller's path now, not the one the forkserver started with
+    os.setpgrp()  # one process group per case: a timeout kills compile workers too
+    _die_with_parent()
+    if log_path:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    if memory_limit and spec.get("device") != "cuda":  # CUDA reserves vast address space: CPU cases only
+        from natbench.measure.memory import limit_address_space
+
+        limit_address_space(memory_limit)
+    from natbench.measure.case import measure_case
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    row = measure_case(spec, timing, with_env=False)
+    conn.send(row)
+    conn.close()
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the case's process died from {name}"
+    return f"the case's process exited with code {code} without a result"
+
+
+def _log_tail(log_path: str | None) -> str:
+    if not log_path or not Path(log_path).is_file():
+        return ""
+    text = Path(log_path).read_text(errors="replace").strip()
+    return ("; last output: " + text[-_LOG_TAIL:]) if text else ""
+
+
+def _kill_group(proc) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+def run_isolated(
+    spec: dict[str, Any],
+    timeout: float | None = None,
+    timing: dict | None = None,
+    memory_limit: int | None = None,
+    log_path: str | os.PathLike | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """The results row of `spec` measured in its own process (no `env`; the caller adds it).
+
+    A case that gives no row still gets one: status "timeout" after `timeout` seconds, "error" if its
+    process died (signal or exit code; the message ends with its last output when log_path is given).
+    memory_limit: bytes a CPU case may allocate beyond its start; past it allocations fail (status oom).
+    threads: torch intra-op threads for the case (default: torch's); 1 steadies timings on a shared machine.
+    """
+    import torch
+
+    from natbench.measure.case import spec_row
+    from natbench.measure.spec import CaseSpec
+
+    case = CaseSpec.from_dict(spec).resolved(torch.cuda.is_available())
+    log = os.fspath(log_path) if log_path else None
+    ctx = _context()
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_child,
+        args=(send, case.to_dict(), dict(timing or {}), memory_limit, log, list(sys.path), threads),
+    )
+    start = time.monotonic()
+    proc.start()
+    send.close()
+    row = None
+    timed_out = False
+    try:
+        if recv.poll(timeout):
+            try:
+                row = recv.recv()
+            except EOFError:
+                row = None
+        else:
+            timed_out = True
+    except BaseException:  # interrupted: take the case's processes down with us
+        _kill_group(proc)
+        raise
+    finally:
+        recv.close()
+        if timed_out:
+            _kill_group(proc)
+        proc.join(10)
+        if proc.is_alive():
+            _kill_group(proc)
+            proc.join()
+    if row is None:
+        row = spec_row(case)
+        if timed_out:
+            row.update(status="timeout", error=f"no result after {timeout:g} s (limit)" + _log_tail(log))
+        else:
+            row.update(status="error", error=_describe_exit(proc.exitcode) + _log_tail(log))
+        row["timestamp"] = datetime.now(UTC).isoformat(timespec="seconds")
+    row["duration_s"] = round(time.monotonic() - start, 3)
+    return row

@@ -1,0 +1,138 @@
+"""How to measure: time one callable with warm-up and many repeats.
+
+CUDA: CUDA events around every call, optional L2 flush (a 256 MB write) between calls.
+CPU: torch.utils.benchmark.Timer (blocked_autorange or adaptive_autorange), with torch's thread count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+L2_FLUSH_BYTES = 256 * 2**20
+METHODS = ("blocked", "adaptive")
+
+
+@dataclass(frozen=True)
+class TimerConfig:
+    min_run_time: float = 0.5  # seconds of timed calls (after warm-up)
+    warmup: float = 0.1  # seconds of warm-up calls, at least `min_warmup_calls`
+    min_warmup_calls: int = 2
+    l2_flush: bool = False  # CUDA only: overwrite a 256 MB buffer before every call
+    method: str = "blocked"  # CPU: torch.utils.benchmark blocked_autorange or adaptive_autorange
+    max_run_time: float = 10.0  # adaptive only
+    adaptive_threshold: float = 0.1  # adaptive only: stop once IQR / median is below this
+    min_samples: int = (
+        3  # CPU: extra blocks are timed until there are this many samples (within max_run_time)
+    )
+    min_reps: int = 10  # CUDA
+    max_reps: int = 10_000  # CUDA
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"timer method must be one of {METHODS}, got {self.method!r}")
+        if self.min_run_time <= 0 or self.warmup < 0:
+            raise ValueError("min_run_time must be > 0 and warmup >= 0 (seconds)")
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> TimerConfig:
+        data = dict(data or {})
+        valid = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ValueError(f"unknown timer setting(s) {unknown}; valid: {', '.join(sorted(valid))}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Timing:
+    samples_ms: list[float]  # per-call milliseconds, one per sample
+    calls_per_sample: int
+    method: str
+    median_ms: float = field(init=False)
+    iqr_ms: float = field(init=False)
+    min_ms: float = field(init=False)
+
+    def __post_init__(self):
+        if not self.samples_ms:
+            raise ValueError("a timing needs at least one sample")
+        s = np.asarray(self.samples_ms, dtype=np.float64)
+        q25, q50, q75 = np.percentile(s, [25, 50, 75])
+        self.median_ms, self.iqr_ms, self.min_ms = float(q50), float(q75 - q25), float(s.min())
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def warm_up(fn: Callable[[], object], device: torch.device, config: TimerConfig) -> float:
+    """Call fn until warm (compilation, caches, allocator); returns seconds per call of the last calls."""
+    calls, start = 0, time.perf_counter()
+    last = start
+    per_call = 0.0
+    while calls < config.min_warmup_calls or time.perf_counter() - start < config.warmup:
+        fn()
+        synchronize(device)
+        now = time.perf_counter()
+        per_call, last = now - last, now
+        calls += 1
+    return per_call
+
+
+def time_callable(
+    fn: Callable[[], object], device: torch.device | str, config: TimerConfig | None = None
+) -> Timing:
+    """Warm fn up, then time it. fn must run one complete call (forward, or forward + backward)."""
+    config = config or TimerConfig()
+    device = torch.device(device)
+    per_call = warm_up(fn, device, config)
+    if device.type == "cuda":
+        return _time_cuda(fn, device, config, per_call)
+    return _time_cpu(fn, config)
+
+
+def _time_cpu(fn: Callable[[], object], config: TimerConfig) -> Timing:
+    from torch.utils.benchmark import Timer
+
+    # Timer defaults to one thread; measure with the threads the process would really use.
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    if config.method == "adaptive":
+        m = timer.adaptive_autorange(
+            threshold=config.adaptive_threshold,
+            min_run_time=config.min_run_time,
+            max_run_time=config.max_run_time,
+        )
+    else:
+        m = timer.blocked_autorange(min_run_time=config.min_run_time)
+    times, start = list(m.times), time.perf_counter()
+    while len(times) < config.min_samples and time.perf_counter() - start < config.max_run_time:
+        times += timer.timeit(m.number_per_run).times  # one more block of the same size
+    return Timing(
+        [t * 1e3 for t in times], m.number_per_run, f"torch.utils.benchmark:{config.method}_autorange"
+    )
+
+
+def _time_cuda(
+    fn: Callable[[], object], device: torch.device, config: TimerConfig, per_call: float
+) -> Timing:
+    reps = int(min(max(config.min_run_time / max(per_call, 1e-7), config.min_reps), config.max_reps))
+    flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device=device) if config.l2_flush else None
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    for start, end in zip(starts, ends):
+        if flush is not None:
+            flush.zero_()
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize(device)
+    samples = [s.elapsed_time(e) for s, e in zip(starts, ends)]
+    return Timing(samples, 1, "cuda-events" + ("+l2-flush" if flush is not None else ""))

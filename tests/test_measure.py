@@ -1,0 +1,210 @@
+"""Measurement core: spec normalization, analytic MACs, timer structure, rows for ok / unsupported / oom / error."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+
+from natbench.measure import CaseSpec, measure_case, op_macs, run_isolated
+from natbench.measure.timer import TimerConfig, Timing, time_callable
+from natbench.results import COLUMNS
+
+FAST = {"min_run_time": 0.01, "warmup": 0.0, "min_samples": 2}
+TINY = {"resolution": 14, "heads": 2, "head_dim": 8}
+
+
+def test_spec_normalizes_and_ids_are_deterministic():
+    a = CaseSpec.from_dict({"target": "full", "kernel_size": 5, "dtype": "fp32", **TINY})
+    b = CaseSpec.from_dict({"target": "full", "kernel_size": 9, **TINY})
+    assert a.kernel_size is None and a.backend == "sdpa" and a.dtype == "float32"
+    assert a.case_id == b.case_id  # kernel size does not apply to full attention
+    na = CaseSpec.from_dict({"target": "na", "backend": "reference", **TINY})
+    assert na.kernel_size == 7 and na.dilation == 1 and na.case_id.startswith("na-reference-r14-k7-")
+    assert na.case_id == CaseSpec.from_dict(na.to_dict()).case_id
+    assert na.case_id != CaseSpec.from_dict({**na.to_dict(), "batch": 2}).case_id
+    model = CaseSpec.from_dict({"target": "nat_mini", "heads": 3})
+    assert model.kind == "model" and model.heads is None and model.resolution == 224
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"target": "na", "colour": 1}, "unknown case field.*valid fields"),
+        ({"target": "na", "dtype": "float8"}, "dtype must be one of"),
+        ({"target": "na", "batch": 0}, "batch must be a positive integer"),
+        ({"target": "na", "kernel_size": 4}, "must be odd"),
+        ({"target": "na", "backend": "cudnn"}, "unknown NA backend"),
+        ({"target": "na", "mode": "train"}, "mode must be one of"),
+        ({"backend": "auto"}, "needs a 'target'"),
+    ],
+)
+def test_spec_rejects_bad_values_with_one_clear_error(data, match):
+    with pytest.raises(ValueError, match=match):
+        CaseSpec.from_dict(data)
+
+
+def test_op_macs_match_torch_flop_counter():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from natbench.attention import full_attention_2d, window_attention_2d
+
+    q = torch.randn(2, 14, 14, 2, 8)
+    for name, fn, k in (
+        ("full", lambda: full_attention_2d(q, q, q), None),
+        ("window", lambda: window_attention_2d(q, q, q, 7), 7),
+    ):
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            fn()  # the math backend runs SDPA as two batched matmuls, which the counter sees
+        assert op_macs(name, 2, 14, 2, 8, k) * 2 == counter.get_total_flops()
+    # NA does the window's work at kernel = window on a map the window divides.
+    assert op_macs("na", 2, 14, 2, 8, 7) == op_macs("window", 2, 14, 2, 8, 7) == 2 * 2 * 196 * 49 * 8 * 2
+    assert op_macs("na", 1, 14, 2, 8, 7, mode="training") == 3 * op_macs("na", 1, 14, 2, 8, 7)
+    assert op_macs("window", 1, 20, 1, 1, 7) == 2 * 21**2 * 49  # Swin pads 20 up to 21
+
+
+def test_timer_reports_consistent_statistics():
+    a = torch.randn(64, 64)
+    t = time_callable(lambda: a @ a, "cpu", TimerConfig(**FAST))
+    assert isinstance(t, Timing) and len(t.samples_ms) >= 2 and t.calls_per_sample >= 1
+    assert t.min_ms == min(t.samples_ms) and t.median_ms >= t.min_ms and t.iqr_ms >= 0
+    assert t.median_ms <= max(t.samples_ms)
+    with pytest.raises(ValueError, match="timer method"):
+        TimerConfig(method="fastest")
+    with pytest.raises(ValueError, match="unknown timer setting"):
+        TimerConfig.from_dict({"repeats": 3})
+
+
+@pytest.mark.parametrize(
+    "target, extra, kernel",
+    [
+        ("na", {"backend": "reference", "kernel_size": 3}, "reference:gather"),
+        ("window", {"kernel_size": 7, "shifted": True}, "sdpa:shifted-window"),
+        ("full", {}, "sdpa:full"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["inference", "training"])
+def test_op_rows_have_every_measurement(target, extra, kernel, mode):
+    row = measure_case({"target": target, "mode": mode, **TINY, **extra}, FAST)
+    assert row["status"] == "ok", row.get("error")
+    assert set(row) <= set(COLUMNS)
+    assert row["kernel"] == kernel and row["kind"] == "op" and row["tokens"] == 196
+    samples = row["latency_samples_ms"]
+    assert samples and row["latency_min_ms"] == min(samples) and row["latency_ms"] >= row["latency_min_ms"]
+    expected = op_macs(target, 1, 14, 2, 8, extra.get("kernel_size"), mode)
+    assert row["macs"] == expected and row["flops"] == 2 * expected
+    assert row["peak_mem_bytes"] >= 0 and row["env"]["python"]
+
+
+def test_window_pads_maps_the_window_does_not_divide():
+    row = measure_case(
+        {"target": "window", "resolution": 10, "kernel_size": 4, "heads": 1, "head_dim": 4}, FAST
+    )
+    assert row["status"] == "ok" and row["kernel"] == "sdpa:window+pad"
+    assert row["macs"] == 2 * 12**2 * 16 * 4
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        ({"target": "na", "backend": "natten", "rpb": True}, "no relative positional bias"),
+        ({"target": "na", "backend": "reference", "kernel_size": 15}, "larger than the 14x14 map"),
+        ({"target": "window", "kernel_size": 15}, "larger than the 14x14 map"),
+        ({"target": "full", "device": "cuda"}, "needs CUDA"),
+    ],
+)
+def test_unsupported_combinations_give_a_reason_not_a_crash(data, reason):
+    if data.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    row = measure_case({**TINY, **data}, FAST, with_env=False)
+    assert row["status"] == "unsupported" and reason in row["error"]
+    assert "latency_ms" not in row
+
+
+@pytest.fixture
+def factories(tmp_path, monkeypatch):
+    """A user case module (the `package.module:function` extension point) with failing factories."""
+    (tmp_path / "user_cases.py").write_text(
+        textwrap.dedent("""
+        import os, time, torch
+
+        def matmul(spec, device, dtype):
+            a = torch.randn(32, 32, device=device, dtype=dtype)
+            return (lambda: a @ a), {"macs": 32 ** 3, "kernel": "user:matmul"}
+
+        def raises(spec, device, dtype):
+            raise KeyError("no such layer")
+
+        def exits(spec, device, dtype):
+            print("about to exit", flush=True)
+            os._exit(3)
+
+        def segfaults(spec, device, dtype):
+            import ctypes
+            ctypes.string_at(0)
+
+        def sleeps(spec, device, dtype):
+            time.sleep(60)
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_user_case_factory_and_errors_in_process(factories):
+    row = measure_case({"target": "user_cases:matmul"}, FAST, with_env=False)
+    assert row["status"] == "ok" and row["kind"] == "custom" and row["macs"] == 32**3
+    assert row["kernel"] == "user:matmul"
+    row = measure_case({"target": "user_cases:raises"}, FAST, with_env=False)
+    assert row["status"] == "error" and "KeyError" in row["error"] and "no such layer" in row["error"]
+
+
+@pytest.mark.parametrize(
+    "factory, status, message",
+    [
+        ("exits", "error", "exited with code 3"),
+        ("segfaults", "error", "SIGSEGV"),
+        ("sleeps", "timeout", "no result after 3 s"),
+    ],
+)
+def test_isolated_case_survives_crash_exit_and_hang(factories, tmp_path, factory, status, message):
+    log = tmp_path / f"{factory}.log"
+    row = run_isolated({"target": f"user_cases:{factory}"}, timeout=3, timing=FAST, log_path=log)
+    assert row["status"] == status and message in row["error"], row
+    assert row["case_id"].startswith("user-cases.") and row["duration_s"] > 0
+    if factory == "exits":
+        assert "about to exit" in row["error"]  # the end of the case's output explains the crash
+
+
+def test_isolated_out_of_memory_is_reported_as_oom():
+    # ~2.5 GB of gathered keys against a 256 MiB address-space allowance: a real allocation failure.
+    spec = {"target": "na", "backend": "reference", "batch": 8, "resolution": 112, "heads": 4, "head_dim": 32}
+    row = run_isolated(spec, timeout=60, timing=FAST, memory_limit=256 * 2**20)
+    assert row["status"] == "oom", row
+    assert "allocate" in row["error"]
+
+
+def test_isolated_row_matches_spec_and_measures_memory():
+    spec = {"target": "na", "backend": "reference", "batch": 2, "resolution": 28, "heads": 2, "head_dim": 16}
+    row = run_isolated(spec, timeout=60, timing=FAST, threads=1)
+    assert row["status"] == "ok" and row["case_id"] == CaseSpec.from_dict(spec).case_id
+    assert row["threads"] == 1
+    # The gather oracle holds keys and values of every neighbour: at least 2 * B*H*W*k*k*heads*D floats.
+    gathered = 2 * 2 * 28 * 28 * 49 * 2 * 16 * 4
+    assert row["peak_mem_bytes"] >= gathered
+
+
+def test_model_case(monkeypatch):
+    models = pytest.importorskip("natbench.models", reason="natbench.models is not there yet")
+    once = {"min_run_time": 0.01, "warmup": 0.0, "min_warmup_calls": 1, "min_samples": 1}
+    row = measure_case({"target": "nat_mini", "backend": "reference", "resolution": 32, "batch": 2}, once)
+    assert row["status"] == "ok", row.get("error")
+    params = sum(p.numel() for p in models.create_model("nat_mini").parameters())
+    assert row["params"] == params
+    assert row["macs"] == models.model_info("nat_mini", 32)["macs"] * 2
+    assert row["throughput"] == pytest.approx(2 / (row["latency_ms"] / 1e3))
+    assert row["kernel"].startswith("reference:") and row["latency_samples_ms"]
+    row = measure_case({"target": "swin_tiny", "backend": "flex"}, FAST, with_env=False)
+    assert row["status"] == "unsupported" and "NAT/DiNAT models only" in row["error"]

@@ -9,13 +9,31 @@ import sys
 # name -> (module with add_arguments(parser) and main(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("natbench.env", "print the provenance every result carries (versions, natten backends, device)"),
-    "run": ("natbench.measure.cli", "measure one case (op or model) in a fresh process: latency, memory, FLOPs"),
-    "sweep": ("natbench.sweep.cli", "run a preset grid of cases into a results directory (resumable, shardable)"),
+    "run": (
+        "natbench.measure.cli",
+        "measure one case (op or model) in a fresh process: latency, memory, FLOPs",
+    ),
+    "sweep": (
+        "natbench.sweep.cli",
+        "run a preset grid of cases into a results directory (resumable, shardable)",
+    ),
     "results": ("natbench.results", "summarize results directories; export them as CSV or Parquet"),
-    "models": ("natbench.models.cli", "list the model zoo: exact params and MACs next to the paper's figures"),
-    "claims": ("natbench.claims.cli", "judge the papers' claims (params, speed, memory, scaling) from results"),
-    "accuracy": ("natbench.accuracy.cli", "ImageNet top-1/top-5 of a checkpoint (papers' recipe), or exact vs no-RPB"),
-    "compare": ("natbench.compare", "compare two result directories: per-case latency ratios, regressions exit 1"),
+    "models": (
+        "natbench.models.cli",
+        "list the model zoo: exact params and MACs next to the paper's figures",
+    ),
+    "claims": (
+        "natbench.claims.cli",
+        "judge the papers' claims (params, speed, memory, scaling) from results",
+    ),
+    "accuracy": (
+        "natbench.accuracy.cli",
+        "ImageNet top-1/top-5 of a checkpoint (papers' recipe), or exact vs no-RPB",
+    ),
+    "compare": (
+        "natbench.compare",
+        "compare two result directories: per-case latency ratios, regressions exit 1",
+    ),
     "report": ("natbench.report", "build the static results site (figures, model table, claims, history)"),
     "reproduce": ("natbench.reproduce", "sweep a preset, judge the claims and build the report in one go"),
 }

@@ -122,7 +122,10 @@ def test_run_uses_the_sweep_api(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(claims_cli, "_run_sweep", fake_run_sweep)
     results = tmp_path / "run"
     assert (
-        main(["claims", "--run", "--results", str(results), "--json", "--filter", "complexity.na.time_linear"]) == 0
+        main(
+            ["claims", "--run", "--results", str(results), "--json", "--filter", "complexity.na.time_linear"]
+        )
+        == 0
     )
     assert calls == [("cpu-quick", results)]
     verdicts = json.loads(capsys.readouterr().out)

@@ -7,7 +7,7 @@ import ast
 import hashlib
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 EPILOG = """\
@@ -144,7 +144,7 @@ def _rows(args: argparse.Namespace, result: dict[str, Any]) -> list[dict[str, An
             "top5": r["top5"],
             "count": result["count"],
             "checkpoint": result["checkpoint"],
-            "timestamp": datetime.now(timezone.utc).isoformat(),
+            "timestamp": datetime.now(UTC).isoformat(),
             "env": result["env"],
         }
         if "agreement" in result and name != ref:
@@ -167,7 +167,7 @@ def _failure_rows(args: argparse.Namespace, exc: Exception, backends: list[str])
             "target": args.model,
             "backend": b,
             "checkpoint": args.checkpoint,
-            "timestamp": datetime.now(timezone.utc).isoformat(),
+            "timestamp": datetime.now(UTC).isoformat(),
             "env": collect(),
         }
         for b in backends

@@ -2,6 +2,7 @@
 
 from natbench.attention import flex as _flex
 from natbench.attention import natten_backend as _natten
+from natbench.attention import tiled as _tiled
 from natbench.attention.functional import (
     AUTO_ORDER,
     Backend,
@@ -28,6 +29,15 @@ register_backend(
         False,
         _natten.why_unavailable,
         "natten.na2d: natten's fused kernels on CUDA, its unfused Flex path elsewhere",
+    )
+)
+register_backend(
+    Backend(
+        "tiled",
+        _tiled.na2d_tiled,
+        True,
+        _tiled.why_unavailable,
+        "query tiles with a key halo, SDPA on strided views of column strips; exact, linear memory, CPU",
     )
 )
 register_backend(

@@ -1,0 +1,125 @@
+"""pytest-benchmark: the CPU speed goal of the tiled NA backend, and how time and memory scale with tokens.
+
+1. tiled NA / Swin window attention (window = kernel, shift 0 and k // 2) at 56, 112, 224 maps: k = 7, the
+   other kernels 3..13 (map rounded to a multiple of the window) and dilation 2. Window calls run right before
+   each timed tiled call (pytest-benchmark's setup), so both ratios come from the same run.
+2. log-log exponents of time and peak memory against tokens over 28x28..448x448 for tiled, window and full.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks import _na_cases as cases
+
+SIDES = (56, 112, 224)
+GOAL = [(side, 7, 1) for side in SIDES]
+GOAL += [(side, k, 1) for k in (3, 5, 9, 11, 13) for side in SIDES]
+GOAL += [(side, 7, 2) for side in SIDES]
+SCALING_SIDES = (28, 56, 112, 224, 448)
+ROUNDS = {56: 15, 112: 9, 224: 5}
+GOAL_ROWS: list[dict] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(cases.THREADS)
+    yield
+    torch.set_num_threads(before)
+
+
+def _side_for(side: int, kernel: int) -> int:
+    return max(kernel, round(side / kernel) * kernel)
+
+
+@pytest.mark.parametrize("side,kernel,dilation", GOAL)
+def test_tiled_vs_window(benchmark, side, kernel, dilation):
+    side = _side_for(side, kernel)
+    tiled = cases.make_call(cases.OpCase("tiled", side, kernel, dilation))
+    windows = {op: cases.make_call(cases.OpCase(op, side, kernel)) for op in ("window", "window-shifted")}
+    times: dict[str, list] = {op: [] for op in windows}
+
+    def run_windows():
+        for op, fn in windows.items():
+            times[op].append(cases.interleaved_ms({op: fn}, rounds=1, warmup=0)[op][0])
+
+    for fn in windows.values():
+        fn()
+    benchmark.group = "tiled / window"
+    benchmark.pedantic(
+        tiled,
+        setup=run_windows,
+        rounds=ROUNDS[min(ROUNDS, key=lambda s: abs(s - side))],
+        warmup_rounds=1,
+        iterations=1,
+    )
+    tiled_ms, tiled_min = benchmark.stats.stats.median * 1e3, benchmark.stats.stats.min * 1e3
+    row = {"side": side, "kernel": kernel, "dilation": dilation, "tiled_ms": tiled_ms}
+    for op, values in times.items():
+        row[f"{op}_ms"] = cases.median(values)
+        row[f"ratio_{op}"] = tiled_ms / row[f"{op}_ms"]
+        # Minimum over rounds: the least disturbed call, steadier than the median on a loaded machine.
+        row[f"ratio_min_{op}"] = tiled_min / min(values)
+    benchmark.extra_info.update(row)
+    GOAL_ROWS.append(row)
+
+
+def test_scaling_exponents(benchmark, capsys):
+    """Fits log(time) and log(peak memory) against log(tokens) per op over 28x28..448x448."""
+    points: dict[str, list] = {"tiled": [], "window": [], "full": []}
+    for side in SCALING_SIDES:
+        calls = {}
+        for op in points:
+            case = cases.OpCase(op, side)
+            if cases.skip_reason(case) is None:
+                calls[op] = (case, cases.make_call(case))
+        rounds = 5 if side <= 112 else 2
+        times = cases.interleaved_ms({op: fn for op, (_, fn) in calls.items()}, rounds=rounds)
+        for op, (case, _) in calls.items():
+            points[op].append((case.tokens, cases.median(times[op]), cases.peak_memory_bytes(case)))
+    largest = cases.make_call(cases.OpCase("tiled", SCALING_SIDES[-1]))
+    benchmark.group = "scaling"
+    benchmark.pedantic(largest, rounds=1, warmup_rounds=0, iterations=1)
+    lines = [f"{'op':>7} {'tokens':>8} {'ms':>10} {'peak MiB':>9}"]
+    for op, rows in points.items():
+        lines += [f"{op:>7} {t:>8} {ms:>10.2f} {mem / 2**20:>9.1f}" for t, ms, mem in rows]
+        if len(rows) >= 2:
+            tokens = [r[0] for r in rows]
+            time_exp = cases.loglog_slope(tokens, [r[1] for r in rows])
+            mem_exp = cases.loglog_slope(tokens, [r[2] for r in rows])
+            benchmark.extra_info[f"{op}_time_exponent"] = time_exp
+            benchmark.extra_info[f"{op}_memory_exponent"] = mem_exp
+            lines.append(
+                f"{op:>7} exponents over {tokens[0]}..{tokens[-1]} tokens: "
+                f"time {time_exp:.2f}, peak memory {mem_exp:.2f}"
+            )
+    with capsys.disabled():
+        print(
+            f"\nscaling on CPU, k=7, 2 heads x 32, fp32, batch 1, {cases.THREADS} threads "
+            f"(full attention only up to 112x112: {cases.skip_reason(cases.OpCase('full', 224))})"
+        )
+        print("\n".join(lines))
+    assert points["tiled"], "tiled did not run"
+
+
+def test_zz_goal_table(capsys):
+    """Prints the speed-goal table of test_tiled_vs_window (runs last in this file)."""
+    if not GOAL_ROWS:
+        pytest.skip("no tiled/window comparison ran in this session")
+    lines = [
+        f"{'map':>9} {'k':>3} {'dil':>3} {'tiled ms':>9} {'window ms':>9} {'shifted ms':>10} "
+        f"{'tiled/win':>9} {'tiled/shifted':>13} {'min: /win':>9} {'/shifted':>8}"
+    ]
+    for r in GOAL_ROWS:
+        lines.append(
+            f"{r['side']:>4}x{r['side']:<4} {r['kernel']:>3} {r['dilation']:>3} {r['tiled_ms']:>9.2f} "
+            f"{r['window_ms']:>9.2f} {r['window-shifted_ms']:>10.2f} {r['ratio_window']:>9.2f} "
+            f"{r['ratio_window-shifted']:>13.2f} {r['ratio_min_window']:>9.2f} {r['ratio_min_window-shifted']:>8.2f}"
+        )
+    with capsys.disabled():
+        print(
+            f"\ntiled NA vs Swin window attention (window = kernel), CPU fp32, {cases.THREADS} threads (median; min)"
+        )
+        print("\n".join(lines))

@@ -114,11 +114,13 @@ CASES = [
     (1, 12, 16, 3, 4),
     (1, 6, 10, 3, 2),
     (1, 22, 11, 11, 1),
+    (1, 20, 23, 5, 2),  # several 128-token flex blocks, dilation: windows not monotone in the query
+    (1, 17, 30, 7, 1),
 ]
 
 
 # flex compiles once per shape (seconds each): a representative subset.
-FLEX_CASES = [c for c in CASES if c[1:3] in {(14, 11), (13, 15), (10, 13), (12, 16), (6, 10)}]
+FLEX_CASES = [c for c in CASES if c[1:3] in {(14, 11), (13, 15), (10, 13), (12, 16), (6, 10), (20, 23), (17, 30)}]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,13 @@ def _relative_index(wh: int, ww: int) -> torch.Tensor:
 
 
 @lru_cache(maxsize=64)
+def _shift_bias(height, width, window, shift, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Swin's shifted-window mask as an additive bias, [nW, 1, T, T]; cached like timm's attn_mask buffer."""
+    blocked = _shift_mask(height, width, window, shift).to(device)
+    bias = torch.zeros(blocked.shape, dtype=dtype, device=device).masked_fill(blocked, float("-inf"))
+    return bias[:, None]
+
+
 def _shift_mask(height: int, width: int, window: tuple[int, int], shift: tuple[int, int]) -> torch.Tensor:
     # Region ids as in Swin: tokens rolled across the border must not attend to each other.
     region = torch.zeros(height, width, dtype=torch.long)
@@ -57,20 +64,14 @@ def window_attention(
     if shifted:
         q, k, v = (torch.roll(t, shifts=(-shift[0], -shift[1]), dims=(1, 2)) for t in (q, k, v))
     qw, kw, vw = (_partition(t, window).transpose(1, 2) for t in (q, k, v))  # [B*nW, heads, T, D]
-    tokens = window[0] * window[1]
     mask = None
     if rpb is not None:
         idx = _relative_index(*window).to(q.device)
         mask = rpb.flatten(1)[:, idx].to(q.dtype)[None]  # [1, heads, T, T]
     if shifted:
-        blocked = _shift_mask(h, w, window, shift).to(q.device)  # [nW, T, T]
-        neg = torch.zeros(blocked.shape, dtype=q.dtype, device=q.device).masked_fill(blocked, float("-inf"))
-        n_win = blocked.shape[0]
-        neg = (
-            neg[None, :, None]
-            .expand(b, n_win, heads, tokens, tokens)
-            .reshape(b * n_win, heads, tokens, tokens)
-        )
+        neg = _shift_bias(h, w, window, shift, q.dtype, q.device)  # [nW, 1, T, T]
+        if b > 1:  # windows are batch-major: [B*nW, 1, T, T] (broadcast over heads, no copy per head)
+            neg = neg.repeat(b, 1, 1, 1)
         mask = neg if mask is None else mask + neg
     out = F.scaled_dot_product_attention(qw, kw, vw, attn_mask=mask, scale=scale)
     out = _merge(out.transpose(1, 2), window, b, h, w)

@@ -15,8 +15,9 @@ def reproduce(preset: str, out: str | Path, history: list[str | Path] = (), prog
     from natbench.results import load
     from natbench.sweep import run_sweep
 
+
     out = Path(out)
-    run_sweep(preset, out, progress=progress)
+    frame = run_sweep(preset, out, progress=progress)
     verdicts = judge(load(out))
     claims_path = out / "claims.json"
     claims_path.write_text(json.dumps([v.to_dict() for v in verdicts], indent=2) + "\n", encoding="utf-8")
@@ -31,6 +32,8 @@ def reproduce(preset: str, out: str | Path, history: list[str | Path] = (), prog
         "report": str(index),
         "counts": counts,
         "failed": failed,
+        "sweep_status": frame["status"].value_counts().to_dict() if len(frame) else {},
+        "verdicts": verdicts,
     }
 
 
@@ -69,8 +72,14 @@ def main(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"natbench reproduce: {exc}", file=sys.stderr)
         return 2
+    from natbench.claims.cli import format_table
+
+    judged = [v for v in summary["verdicts"] if v.verdict != "SKIP"]
+    print(format_table(judged))
+    print(f"({summary['counts'].get('SKIP', 0)} more claims SKIP here, each with its reason: see claims.json)\n")
     counts = ", ".join(f"{k} {n}" for k, n in summary["counts"].items())
-    print(f"results: {summary['results']}")
+    cases = ", ".join(f"{k} {n}" for k, n in summary["sweep_status"].items())
+    print(f"results: {summary['results']} ({cases})")
     print(f"claims:  {summary['claims']} ({counts})")
     print(f"report:  {Path(summary['report']).resolve()}")
     if args.check:

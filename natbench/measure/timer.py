@@ -6,6 +6,7 @@ CPU: torch.utils.benchmark.Timer (blocked_autorange or adaptive_autorange), with
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -100,6 +101,8 @@ def time_callable(
 
 
 def _time_cpu(fn: Callable[[], object], config: TimerConfig) -> Timing:
+    # torch.utils.benchmark imports cpp_extension, which warns on every CUDA build of torch without a GPU.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils.benchmark import Timer
 
     # Timer defaults to one thread; measure with the threads the process would really use.

@@ -17,8 +17,9 @@ def reproduce(preset: str, out: str | Path, history: list[str | Path] = (), prog
 
 
     out = Path(out)
-    frame = run_sweep(preset, out, progress=progress)
-    verdicts = judge(load(out))
+    run_sweep(preset, out, progress=progress)
+    frame = load(out)
+    verdicts = judge(frame)
     claims_path = out / "claims.json"
     claims_path.write_text(json.dumps([v.to_dict() for v in verdicts], indent=2) + "\n", encoding="utf-8")
     index = build_site([*history, out], out / "site")
@@ -32,7 +33,7 @@ def reproduce(preset: str, out: str | Path, history: list[str | Path] = (), prog
         "report": str(index),
         "counts": counts,
         "failed": failed,
-        "sweep_status": frame["status"].value_counts().to_dict() if len(frame) else {},
+        "sweep_status": frame["status"].value_counts().to_dict(),
         "verdicts": verdicts,
     }
 

@@ -37,5 +37,6 @@ def na2d_natten(q, k, v, kernel_size, dilation, rpb, scale):
     with warnings.catch_warnings():
         # natten's CPU path is eager flex by design; `last_kernel()` already reports it.
         warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        warnings.filterwarnings("ignore", message="return_lse is deprecated", category=FutureWarning)
         out = _natten().na2d(q, k, v, kernel_size=kernel_size, dilation=dilation, scale=scale, backend=kernel)
     return out, kernel

@@ -8,7 +8,6 @@ Run as a script it measures one case's peak memory: `python benchmarks/_na_cases
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -145,42 +144,28 @@ def peak_memory_bytes(case: OpCase, threads: int = THREADS, timeout_s: float = 6
     return int(proc.stdout.strip().splitlines()[-1])
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}; peak memory needs Linux")
-
-
 def _measure_peak_here(spec: dict) -> int:
-    import ctypes
-    import gc
-
     import torch
+
+    from natbench.measure.memory import PeakMemory
 
     torch.set_num_threads(spec.pop("threads"))
     call = make_call(OpCase(**spec))
-    call()
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")  # reset VmHWM to the current RSS
-    before = _status_kib("VmRSS")
+    call()  # warm-up: compilation and caches are not the op's memory
+    meter = PeakMemory("cpu")
+    meter.baseline()
+    meter.reset_peak()
     out = call()
-    peak = _status_kib("VmHWM")
+    peak = meter.peak_increase()
     del out
-    return max(0, peak - before) * 1024
+    return peak
 
 
 def loglog_slope(xs: list[float], ys: list[float]) -> float:
-    """Least-squares slope of log(y) against log(x): the exponent of y ~ x^p."""
-    lx, ly = [math.log(x) for x in xs], [math.log(max(y, 1e-12)) for y in ys]
-    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-    var = sum((a - mx) ** 2 for a in lx)
-    if len(xs) < 2 or var == 0:
-        return float("nan")
-    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / var
+    """The exponent p of y ~ x^p (natbench's claims fit)."""
+    from natbench.claims.scaling import fit_power_law
+
+    return fit_power_law(xs, ys).exponent
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ def reproduce(preset: str, out: str | Path, history: list[str | Path] = (), prog
     from natbench.results import load
     from natbench.sweep import run_sweep
 
-
     out = Path(out)
     run_sweep(preset, out, progress=progress)
     frame = load(out)
@@ -77,7 +76,9 @@ def main(args: argparse.Namespace) -> int:
 
     judged = [v for v in summary["verdicts"] if v.verdict != "SKIP"]
     print(format_table(judged))
-    print(f"({summary['counts'].get('SKIP', 0)} more claims SKIP here, each with its reason: see claims.json)\n")
+    print(
+        f"({summary['counts'].get('SKIP', 0)} more claims SKIP here, each with its reason: see claims.json)\n"
+    )
     counts = ", ".join(f"{k} {n}" for k, n in summary["counts"].items())
     cases = ", ".join(f"{k} {n}" for k, n in summary["sweep_status"].items())
     print(f"results: {summary['results']} ({cases})")

@@ -120,7 +120,9 @@ CASES = [
 
 
 # flex compiles once per shape (seconds each): a representative subset.
-FLEX_CASES = [c for c in CASES if c[1:3] in {(14, 11), (13, 15), (10, 13), (12, 16), (6, 10), (20, 23), (17, 30)}]
+FLEX_CASES = [
+    c for c in CASES if c[1:3] in {(14, 11), (13, 15), (10, 13), (12, 16), (6, 10), (20, 23), (17, 30)}
+]
 
 
 @pytest.mark.parametrize(
@@ -276,3 +278,21 @@ def test_bad_window_input(kwargs, message):
     q, k, v = qkv(1, 8, 8)
     with pytest.raises(ValueError, match=message):
         window_attention_2d(q, k, v, **kwargs)
+
+
+@pytest.mark.parametrize("op", ["tiled", "window"])
+def test_shape_caches_filled_in_inference_mode_still_serve_autograd(op):
+    # Odd sizes no other test uses, so this test fills the caches itself.
+    size, kernel = (19, 23) if op == "tiled" else (15, 25), 5
+    q, k, v = qkv(2, *size, grad=True)
+    rpb = torch.randn(2, 9, 9, requires_grad=True)
+
+    def run(*args):
+        if op == "tiled":
+            return neighborhood_attention_2d(*args, kernel, rpb=rpb, backend="tiled")
+        return window_attention_2d(*args, kernel, shift=2, rpb=rpb)
+
+    with torch.inference_mode():
+        run(*(t.detach() for t in (q, k, v)))
+    run(q, k, v).sum().backward()
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v, rpb))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
 
 import torch
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
+from natbench.attention._cache import tensor_cache
 from natbench.attention.neighborhood import window_starts
 
 BLOCK = 128  # flex_attention's default block size
@@ -50,7 +50,7 @@ def _neighborhood_block_mask(height, width, starts_y, kh, dh, mask_mod, device, 
     )
 
 
-@lru_cache(maxsize=32)
+@tensor_cache(maxsize=32)
 def _geometry(height: int, width: int, kernel: tuple[int, int], dilation: tuple[int, int], device: str):
     sy = window_starts(height, kernel[0], dilation[0], device)
     sx = window_starts(width, kernel[1], dilation[1], device)

@@ -15,11 +15,11 @@ attention; no tensor grows faster than the number of tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
+from natbench.attention._cache import tensor_cache
 from natbench.attention.neighborhood import window_starts
 
 # Tile shape: small tiles waste fewer keys on the halo, SDPA handles bigger ones with less overhead per query.
@@ -64,7 +64,7 @@ def _columns(length: int, kernel: int, width: int) -> _Columns | None:
     return _Columns(width, tuple(starts), uniform, tuple(pattern), tuple(patterns))
 
 
-@lru_cache(maxsize=128)
+@tensor_cache(maxsize=128)
 def _plan_columns(length: int, kernel: int, target: int) -> _Columns:
     """Strip width near `target` with the least overlap; a strip as wide as the axis always works."""
     best = None
@@ -96,7 +96,7 @@ def _rows(height: int, kh: int, th: int) -> _Rows:
     return _Rows(th, tiles, tiles * th)
 
 
-@lru_cache(maxsize=256)
+@tensor_cache(maxsize=256)
 def _interior_parts(th: int, kh: int, cols: _Columns, kw: int, device: str):
     """Per column pattern: allowed [th*tw, (th+2r)*S] and flat RPB index, for tiles clear of the borders."""
     ry = kh // 2
@@ -105,7 +105,7 @@ def _interior_parts(th: int, kh: int, cols: _Columns, kw: int, device: str):
     return [_combine(row_ok, row_idx, allowed, kw, device) for allowed in cols.allowed]
 
 
-@lru_cache(maxsize=256)
+@tensor_cache(maxsize=256)
 def _edge_parts(height: int, kh: int, top: bool, cols: _Columns, kw: int, device: str):
     """Per strip: allowed [r*tw, kh*S] and RPB index for the top (or bottom) r rows, which see kh rows."""
     r = kh // 2
@@ -130,7 +130,7 @@ def _combine(row_ok, row_idx, col_ok, kw, device):
     return ok.reshape(shape).to(device), idx.reshape(shape).to(device)
 
 
-@lru_cache(maxsize=256)
+@tensor_cache(maxsize=256)
 def _neg(ok: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(ok.shape, dtype=dtype, device=ok.device).masked_fill_(~ok, float("-inf"))
 

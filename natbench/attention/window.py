@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 import torch.nn.functional as F
 
+from natbench.attention._cache import tensor_cache
 
-@lru_cache(maxsize=64)
+
+@tensor_cache(maxsize=64)
 def _relative_index(wh: int, ww: int) -> torch.Tensor:
     coords = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")).flatten(1)
     rel = coords[:, :, None] - coords[:, None, :]  # Swin's convention: query minus key
     return (rel[0] + wh - 1) * (2 * ww - 1) + (rel[1] + ww - 1)  # [T, T]
 
 
-@lru_cache(maxsize=64)
+@tensor_cache(maxsize=64)
 def _shift_bias(height, width, window, shift, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """Swin's shifted-window mask as an additive bias, [nW, 1, T, T]; cached like timm's attn_mask buffer."""
     blocked = _shift_mask(height, width, window, shift).to(device)

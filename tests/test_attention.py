@@ -116,12 +116,15 @@ CASES = [
     (1, 22, 11, 11, 1),
     (1, 20, 23, 5, 2),  # several 128-token flex blocks, dilation: windows not monotone in the query
     (1, 17, 30, 7, 1),
+    (1, 28, 28, 7, 1),  # a query block reaches fewer KV blocks than the map has
 ]
 
 
 # flex compiles once per shape (seconds each): a representative subset.
 FLEX_CASES = [
-    c for c in CASES if c[1:3] in {(14, 11), (13, 15), (10, 13), (12, 16), (6, 10), (20, 23), (17, 30)}
+    c
+    for c in CASES
+    if c[1:3] in {(14, 11), (13, 15), (10, 13), (12, 16), (6, 10), (20, 23), (17, 30), (28, 28)}
 ]
 
 
@@ -135,6 +138,8 @@ def test_backend_matches_reference(backend, b, h, w, kernel, dilation):
     ref = neighborhood_attention_2d(q, k, v, kernel, dilation, rpb=rpb, backend="reference")
     out = neighborhood_attention_2d(q, k, v, kernel, dilation, rpb=rpb, backend=backend)
     assert last_kernel().startswith(backend + ":")
+    if backend == "flex":  # a silent fallback to eager flex would hide a broken block mask
+        assert last_kernel() == "flex:flex-compiled"
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 

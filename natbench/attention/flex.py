@@ -12,7 +12,7 @@ from natbench.attention.neighborhood import window_starts
 
 BLOCK = 128  # flex_attention's default block size
 _compiled = None
-_compile_failed: str | None = None
+_compile_failures: dict[tuple, str] = {}  # shape -> why compiling failed; that shape then runs eagerly
 
 
 def _compiled_flex():
@@ -39,8 +39,10 @@ def _neighborhood_block_mask(height, width, starts_y, kh, dh, mask_mod, device, 
         hi.append(((int(ends[rows].max()) + 1) * width - 1) // block)
     lo, hi = torch.tensor(lo), torch.tensor(hi)
     counts = hi - lo + 1
-    # rows are padded to the longest; flex reads only the first `counts` entries of each
-    indices = torch.minimum(lo[:, None] + torch.arange(int(counts.max()))[None, :], hi[:, None])
+    # One column per KV block, as create_block_mask makes (compiled flex checks the width); flex reads
+    # only the first `counts` entries of each row.
+    n_blocks = -(-n // block)
+    indices = torch.minimum(lo[:, None] + torch.arange(n_blocks)[None, :], hi[:, None])
     return BlockMask.from_kv_blocks(
         counts.to(torch.int32)[None, None].to(device),
         indices.to(torch.int32)[None, None].to(device),
@@ -92,7 +94,6 @@ def na2d_flex(
     compile: bool = True,
 ) -> tuple[torch.Tensor, str]:
     """Returns the output and the kernel that ran ("flex-compiled" or "flex-eager")."""
-    global _compile_failed
     if (
         q.device.type == "cpu"
         and torch.is_grad_enabled()
@@ -108,20 +109,22 @@ def na2d_flex(
     if rpb is not None:
         score_mod = _rpb_score_mod(rpb.to(q.dtype), width, kernel_size, dilation)
     out, kernel = None, "flex-eager"
-    if compile and _compile_failed is None:
+    key = (tuple(q.shape), q.dtype, str(q.device), kernel_size, dilation, rpb is not None)
+    if compile and key not in _compile_failures:
         try:
             out = _compiled_flex()(qf, kf, vf, score_mod=score_mod, block_mask=block_mask, scale=scale)
             kernel = "flex-compiled"
-        except Exception as exc:  # report once, then stay eager
-            _compile_failed = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        except Exception as exc:  # warn once per shape; last_kernel() says "flex-eager" from then on
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            _compile_failures[key] = reason
             warnings.warn(
-                f"torch.compile(flex_attention) failed, running flex eagerly: {_compile_failed}", stacklevel=3
+                f"torch.compile(flex_attention) failed, running flex eagerly: {reason}", stacklevel=3
             )
     if out is None:
         out = flex_attention(qf, kf, vf, score_mod=score_mod, block_mask=block_mask, scale=scale)
     return out.transpose(1, 2).reshape(b, height, width, heads, d), kernel
 
 
-def compile_failure() -> str | None:
-    """Why compiled flex is unavailable in this process, or None."""
-    return _compile_failed
+def compile_failures() -> dict[tuple, str]:
+    """Shapes whose compiled flex failed in this process, and why."""
+    return dict(_compile_failures)

@@ -251,7 +251,7 @@ def _bad(**kw):
         ),
         (
             dict(rpb=torch.zeros(2, 5, 5), backend="natten"),
-            r"no relative positional bias; use 'flex' or 'reference'",
+            r"no relative positional bias; use 'tiled', 'flex' or 'reference'",
         ),
         (dict(backend="cudnn"), r"unknown backend 'cudnn'; choose one of"),
         (dict(k=torch.zeros(1, 8, 9, 2, 8)), r"same shape"),

@@ -56,7 +56,7 @@ def unavailable_reason(
         return f"unknown backend {backend!r}; choose one of {sorted(_BACKENDS)} or 'auto'"
     b = _BACKENDS[backend]
     if rpb and not b.supports_rpb:
-        return f"backend {backend!r} has no relative positional bias; use 'flex' or 'reference' (or 'auto')"
+        return f"backend {backend!r} has no relative positional bias; use 'tiled', 'flex' or 'reference' (or 'auto')"
     return b.why_unavailable(torch.device(device), dtype)
 
 

@@ -32,7 +32,9 @@ def natten_kernel(q: torch.Tensor) -> str:
 
 def na2d_natten(q, k, v, kernel_size, dilation, rpb, scale):
     if rpb is not None:  # guarded by the dispatcher too; natten has no RPB since 0.20
-        raise ValueError("natten >= 0.20 has no relative positional bias; use backend 'flex' or 'reference'")
+        raise ValueError(
+            "natten >= 0.20 has no relative positional bias; use backend 'tiled', 'flex' or 'reference'"
+        )
     kernel = natten_kernel(q)
     with warnings.catch_warnings():
         # natten's CPU path is eager flex by design; `last_kernel()` already reports it.

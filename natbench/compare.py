@@ -136,8 +136,15 @@ def compare(base: str | Path, new: str | Path, threshold: float = 0.1) -> Compar
     for case_id in sorted(set(base_rows) & set(new_rows)):
         b, n = base_rows[case_id], new_rows[case_id]
         b_ms, n_ms = _number(b.get("latency_ms")), _number(n.get("latency_ms"))
-        if b.get("status") != "ok" or n.get("status") != "ok" or not b_ms or not n_ms:
-            reason = "no latency" if b.get("status") == n.get("status") == "ok" else "not ok in both"
+        # a different CPU/GPU or thread count changes the time without any change in the code
+        machine = [
+            f"{k} {b.get(k)} vs {n.get(k)}" for k in ("device_name", "threads") if b.get(k) != n.get(k)
+        ]
+        if b.get("status") != "ok" or n.get("status") != "ok" or not b_ms or not n_ms or machine:
+            if machine:
+                reason = "measured on different machines: " + ", ".join(machine)
+            else:
+                reason = "no latency" if b.get("status") == n.get("status") == "ok" else "not ok in both"
             not_comparable.append(
                 {
                     "case_id": case_id,

@@ -95,3 +95,14 @@ def test_missing_directory_and_missing_results_file_are_clear_errors(base, tmp_p
 
 def test_ratio_band_without_noise_is_the_ratio():
     assert ratio_band(10.0, 0.0, 12.0, 0.0) == pytest.approx((1.2, 1.2))
+
+
+def test_cases_from_another_machine_are_not_compared(base, tmp_path):
+    new = tmp_path / "new"
+    for case_id, ms, iqr in BASE:
+        append_row(new, {**row(case_id, ms * 1.5, iqr), "device_name": "another CPU"})
+    result = compare(base, new)
+    assert result.cases == [] and not result.regressions
+    assert {d["reason"] for d in result.not_comparable} == {
+        "measured on different machines: device_name None vs another CPU"
+    }

@@ -208,3 +208,15 @@ def test_model_case(monkeypatch):
     assert row["kernel"].startswith("reference:") and row["latency_samples_ms"]
     row = measure_case({"target": "swin_tiny", "backend": "flex"}, FAST, with_env=False)
     assert row["status"] == "unsupported" and "NAT/DiNAT models only" in row["error"]
+
+
+def test_model_macs_follow_a_kernel_size_override():
+    from natbench.measure import measure_case
+    from natbench.models import model_info
+
+    spec = {"target": "nat_mini", "resolution": 64, "kernel_size": 5, "device": "cpu"}
+    row = measure_case(spec, timing={"min_run_time": 0.01})
+    assert row["status"] == "ok", row["error"]
+    assert (
+        row["macs"] == model_info("nat_mini", 64, kernel_size=5)["macs"] != model_info("nat_mini", 64)["macs"]
+    )

@@ -36,6 +36,8 @@ class Prepared:
     context: Callable[[], contextlib.AbstractContextManager]
     info: dict[str, Any] = field(default_factory=dict)  # macs, params, kernel, images_per_call
     kernel: Callable[[], str | None] = lambda: None
+    # frees what warm-up left behind that the measured call re-creates (parameter grads), so the peak sees it
+    before_peak: Callable[[], None] = lambda: None
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -153,8 +155,7 @@ def _model(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared
         raise RuntimeError(f"natbench.models is not importable ({exc}); model targets need it") from exc
     from natbench.attention import last_kernel
 
-    info = models.model_info(spec.target, spec.resolution)
-    family = info.get("family")
+    family = models.get_entry(spec.target).family
     overrides: dict[str, Any] = {}
     if spec.backend != "auto":
         if family not in ("nat", "dinat"):
@@ -166,6 +167,10 @@ def _model(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared
         overrides["kernel_size"] = spec.kernel_size
     if family == "swin" and spec.resolution != 224:
         overrides["img_size"] = spec.resolution
+    # MACs of the model as built here: a kernel_size override changes every attention layer's share
+    info = models.model_info(
+        spec.target, spec.resolution, **{k: v for k, v in overrides.items() if k == "kernel_size"}
+    )
     training = spec.mode == "training"
     model = models.create_model(spec.target, **overrides)
     # Inference runs the model in `dtype`; training keeps fp32 weights under autocast (mixed precision).
@@ -199,6 +204,7 @@ def _model(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared
         _grad_context(training),
         {"macs": model_macs(info["macs"], spec.batch, spec.mode), "params": params},
         kernel,
+        before_peak=lambda: model.zero_grad(set_to_none=True),
     )
 
 
@@ -269,6 +275,7 @@ def _measure(spec: CaseSpec, config: TimerConfig) -> dict[str, Any]:
     with prepared.context():
         warm_up(prepared.fn, device, config)
         kernel = prepared.kernel()
+        prepared.before_peak()
         memory.reset_peak()
         prepared.fn()
         synchronize(device)

@@ -4,7 +4,7 @@ from natbench.models.config import NatConfig
 from natbench.models.helpers import data_config, image_processor, logits
 from natbench.models.info import model_info
 from natbench.models.nat import NatBackbone, NatForImageClassification, NatModel, NatPreTrainedModel
-from natbench.models.registry import create_model, dinat_dilations, list_models
+from natbench.models.registry import create_model, dinat_dilations, get_entry, list_models
 
 __all__ = [
     "NatBackbone",
@@ -15,6 +15,7 @@ __all__ = [
     "create_model",
     "data_config",
     "dinat_dilations",
+    "get_entry",
     "image_processor",
     "list_models",
     "logits",

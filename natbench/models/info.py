@@ -52,15 +52,17 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
     return total[0] // batch
 
 
-def model_info(name: str, resolution: int = 224) -> dict[str, Any]:
+def model_info(name: str, resolution: int = 224, **overrides: Any) -> dict[str, Any]:
     """name, family, params (exact), macs (one image, 1000 classes), paper_params, paper_gmacs, resolution.
+
+    overrides: create_model overrides of the architecture (e.g. kernel_size) the count must follow.
 
     Built and traced on the meta device: no weights are initialised and nothing is computed, only shapes.
     """
     entry = get_entry(name)
     if not isinstance(resolution, int) or resolution < 32:
         raise ValueError(f"resolution must be an int >= 32, got {resolution!r}")
-    overrides: dict[str, Any] = {}
+    overrides = dict(overrides)
     if entry.timm_name is None:
         overrides["attention_backend"] = "reference"
     elif entry.family == "swin" and resolution != 224:
@@ -75,6 +77,9 @@ def model_info(name: str, resolution: int = 224) -> dict[str, Any]:
         "params": int(params),
         "macs": int(macs),
         "paper_params": entry.paper_params,
-        "paper_gmacs": entry.paper_gmacs if resolution == 224 else None,  # the table is for 224x224 only
+        # the paper's table is for the default architecture at 224x224 only
+        "paper_gmacs": entry.paper_gmacs
+        if resolution == 224 and not overrides.keys() - {"attention_backend", "img_size"}
+        else None,
         "resolution": resolution,
     }

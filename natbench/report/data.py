@@ -17,8 +17,19 @@ from natbench.results import ENV_FILE, RESULTS_FILE
 CLAIMS_FILE = "claims.json"
 VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE", "SKIP")
 # what must match for an NA case and a window case to be compared
-PAIR_KEYS = ["device", "dtype", "mode", "batch", "resolution", "kernel_size", "heads", "head_dim"]
-SERIES_KEYS = ["device", "dtype", "mode", "batch", "heads", "head_dim"]
+# device_name too: rows from two machines must never be paired or drawn as one series
+PAIR_KEYS = [
+    "device",
+    "device_name",
+    "dtype",
+    "mode",
+    "batch",
+    "resolution",
+    "kernel_size",
+    "heads",
+    "head_dim",
+]
+SERIES_KEYS = ["device", "device_name", "dtype", "mode", "batch", "heads", "head_dim"]
 
 
 @lru_cache(maxsize=1)
@@ -234,7 +245,9 @@ def model_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
     paper = paper_figures()["table3"]["models"]
     rows = []
     for _, r in models.iterrows():
-        top1 = acc.loc[acc["target"] == r["target"], "top1"].dropna()
+        # the paper's top-1 is the exact model: leave out rows run without the RPB
+        exact = acc["backend"].fillna("") != "natten-drop-rpb"
+        top1 = acc.loc[(acc["target"] == r["target"]) & exact, "top1"].dropna()
         rows.append(
             {
                 "model": r["target"],

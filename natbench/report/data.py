@@ -132,9 +132,14 @@ def series_label(row: pd.Series) -> str:
     return str(row["target"])
 
 
+FIT_LARGEST = 4  # as the complexity claims: small maps are dominated by fixed per-call costs
+
+
 def fit_exponent(tokens, values) -> float | None:
-    """b in value ~ tokens**b (least squares on log-log); None with fewer than two distinct sizes."""
+    """b in value ~ tokens**b (least squares on log-log) over the FIT_LARGEST largest sizes; None with
+    fewer than two distinct sizes."""
     pairs = [(t, v) for t, v in zip(tokens, values, strict=True) if t > 0 and v > 0 and not math.isnan(v)]
+    pairs = sorted(pairs)[-FIT_LARGEST:]
     if len({t for t, _ in pairs}) < 2:
         return None
     import numpy as np

@@ -14,20 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from natbench.results import RESULTS_FILE
+from natbench.results import CASE_PARAMS, RESULTS_FILE
 
-DESCRIBE = (
-    "kind",
-    "target",
-    "backend",
-    "device",
-    "dtype",
-    "mode",
-    "batch",
-    "resolution",
-    "kernel_size",
-    "dilation",
-)
+DESCRIBE = ("kind", *CASE_PARAMS)
 
 
 @dataclass

@@ -61,6 +61,23 @@ COLUMNS: dict[str, str] = {
     "duration_s": "wall seconds of the whole case (process start to result)",
 }
 
+# The columns a case's parameters fill (what case_id is derived from, besides kind).
+CASE_PARAMS = (
+    "target",
+    "backend",
+    "device",
+    "dtype",
+    "mode",
+    "batch",
+    "resolution",
+    "kernel_size",
+    "dilation",
+    "heads",
+    "head_dim",
+    "shifted",
+    "rpb",
+)
+
 RESULTS_FILE = "results.jsonl"
 ENV_FILE = "env.json"
 

@@ -21,6 +21,7 @@ from natbench.measure.flops import model_macs, op_macs, padded_side
 from natbench.measure.memory import PeakMemory
 from natbench.measure.spec import CaseSpec
 from natbench.measure.timer import TimerConfig, synchronize, time_callable, warm_up
+from natbench.results import CASE_PARAMS
 
 NEEDS_CUDA = "needs CUDA: torch.cuda.is_available() is False on this machine"
 _OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory")
@@ -49,24 +50,7 @@ def is_oom(exc: BaseException) -> bool:
 def spec_row(spec: CaseSpec) -> dict[str, Any]:
     """The results-row columns a spec determines."""
     d = spec.to_dict()
-    row = {
-        k: d[k]
-        for k in (
-            "target",
-            "backend",
-            "device",
-            "dtype",
-            "mode",
-            "batch",
-            "resolution",
-            "kernel_size",
-            "dilation",
-            "heads",
-            "head_dim",
-            "shifted",
-            "rpb",
-        )
-    }
+    row = {k: d[k] for k in CASE_PARAMS}
     row.update(case_id=spec.case_id, kind=spec.kind, tokens=spec.tokens if spec.kind == "op" else None)
     return row
 

@@ -7,19 +7,10 @@ import json
 import sys
 
 from natbench.measure.spec import DTYPES, HELP, MODES
+from natbench.results import CASE_PARAMS
 
-FIELDS = (
-    "backend",
-    "device",
-    "dtype",
-    "mode",
-    "batch",
-    "resolution",
-    "kernel_size",
-    "dilation",
-    "heads",
-    "head_dim",
-)
+# set from the flags of the same name; target, shifted and rpb are read separately
+FIELDS = tuple(k for k in CASE_PARAMS if k not in ("target", "shifted", "rpb"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

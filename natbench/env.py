@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -120,6 +121,39 @@ def collect() -> dict[str, Any]:
         "hostname": platform.node(),
     }
     return env
+
+
+def machine_key(env: dict[str, Any], device: str, threads: int | None = None) -> str:
+    """Readable hardware key a series is drawn per: "cpu:<model>:<threads>t" or "cuda:<GPU name>"."""
+    if device == "cuda":
+        gpu = env.get("gpu") or {}
+        return f"cuda:{gpu.get('name') or 'unknown GPU'}"
+    return f"cpu:{env['cpu']['model']}:{threads or env['torch_threads']}t"
+
+
+def fingerprint(env: dict[str, Any], device: str, threads: int | None, timing: dict[str, Any]) -> str:
+    """Short hash of what a measurement depends on besides its spec: the machine, the torch / natten /
+    natbench versions and git sha, and the timer settings (all of TimerConfig, defaults filled)."""
+    from natbench.measure.timer import TimerConfig
+
+    pk = env["packages"]
+    parts = {
+        "machine": machine_key(env, device, threads),
+        "torch": pk.get("torch"),
+        "natten": pk.get("natten"),
+        "natbench": pk.get("natbench"),
+        "git_sha": env.get("git_sha"),
+        "cuda": (env.get("gpu") or {}).get("cuda") if device == "cuda" else None,
+        "timer": TimerConfig.from_dict(timing).to_dict(),
+    }
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def gpu_index() -> int | None:
+    """The physical GPU a worker pinned with CUDA_VISIBLE_DEVICES=<i> runs on (its cuda:0), else None."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    return int(visible) if visible.isdigit() else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

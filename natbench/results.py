@@ -1,13 +1,15 @@
 """The one results table natbench writes and reads: one JSON line per measured case.
 
-Every stage appends rows with these columns (missing ones are null) to DIR/results.jsonl and
-reads them back with `load`.
+Every stage appends rows with these columns (missing ones are null) to its own file DIR/rows/<writer>.jsonl
+and reads every writer's rows back with `load` (older sets with one DIR/results.jsonl read the same).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import re
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -59,6 +61,15 @@ COLUMNS: dict[str, str] = {
     "memory_method": "how peak_mem_bytes was read (torch.cuda.max_memory_allocated, or CPU RSS: see natbench.measure.memory)",
     "threads": "torch intra-op threads the case ran with",
     "duration_s": "wall seconds of the whole case (process start to result)",
+    "machine": "readable hardware key a series is drawn per (cpu:<model>:<threads>t, cuda:<GPU name>)",
+    "fingerprint": "hash of machine, torch / natten / natbench versions and git sha, timer settings: "
+    "a case's identity is (case_id, fingerprint)",
+    "gpu_index": "physical GPU the case ran on (CUDA_VISIBLE_DEVICES of its worker), CUDA cases",
+    "host": "hostname of the writer",
+    "crop_pct": "accuracy rows: center-crop fraction of the eval transform",
+    "interpolation": "accuracy rows: resize interpolation of the eval transform",
+    "checkpoint_sha256": "accuracy rows: sha256 of the checkpoint file evaluated",
+    "dataset": "accuracy rows: ImageNet validation folder (when it came from NATBENCH_IMAGENET)",
 }
 
 # The columns a case's parameters fill (what case_id is derived from, besides kind).
@@ -78,18 +89,31 @@ CASE_PARAMS = (
     "rpb",
 )
 
-RESULTS_FILE = "results.jsonl"
-ENV_FILE = "env.json"
+RESULTS_FILE = "results.jsonl"  # the single file of older result sets (still read)
+ENV_FILE = "env.json"  # their environment record (still read)
+ROWS_DIR = "rows"  # DIR/rows/<writer>.jsonl: one file per writer (shard, process, host)
+ENVS_DIR = "envs"  # DIR/envs/<writer>.json: that writer's environment record
 
 
-def append_row(directory: str | os.PathLike, row: dict[str, Any]) -> None:
-    """Append one row to DIR/results.jsonl, flushed and fsynced so a kill loses no finished case."""
+def writer_id(shard: tuple[int, int] | None = None) -> str:
+    """This process's writer name: <host>-<pid>[-s<I>of<N>], unique among concurrent writers."""
+    name = f"{platform.node() or 'host'}-{os.getpid()}"
+    if shard is not None:
+        name += f"-s{shard[0]}of{shard[1]}"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def append_row(directory: str | os.PathLike, row: dict[str, Any], writer: str | None = None) -> None:
+    """Append one row to DIR/rows/<writer>.jsonl (flushed and fsynced, so a kill loses no finished case).
+
+    One writer per file: concurrent shards never interleave within a file, on NFS too.
+    """
     unknown = set(row) - set(COLUMNS)
     if unknown:
         raise ValueError(f"unknown result columns {sorted(unknown)}; add them to natbench.results.COLUMNS")
     if row.get("status") not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {row.get('status')!r}")
-    path = Path(directory) / RESULTS_FILE
+    path = Path(directory) / ROWS_DIR / f"{writer or writer_id()}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(row, default=str, sort_keys=True) + "\n"
     with open(path, "a+b") as fh:
@@ -102,48 +126,141 @@ def append_row(directory: str | os.PathLike, row: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def read_rows(directory: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of one results directory; a half-written last line is skipped with a warning."""
-    path = Path(directory) / RESULTS_FILE
-    if not path.exists():
-        return []
+def write_env(directory: str | os.PathLike, env: dict[str, Any], writer: str | None = None) -> Path:
+    """DIR/envs/<writer>.json: this writer's environment (atomic; no other writer uses the name)."""
+    writer = writer or writer_id()
+    path = Path(directory) / ENVS_DIR / f"{writer}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{writer}.json.tmp")
+    tmp.write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_envs(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Every environment record of a results directory, by writer (an older DIR/env.json as "env.json")."""
+    directory = Path(directory)
+    paths = ([directory / ENV_FILE] if (directory / ENV_FILE).is_file() else []) + sorted(
+        (directory / ENVS_DIR).glob("*.json")
+    )
+    return {
+        (p.name if p.name == ENV_FILE else p.stem): json.loads(p.read_text(encoding="utf-8")) for p in paths
+    }
+
+
+def row_files(directory: str | os.PathLike) -> list[Path]:
+    """The JSONL files of a results directory: the older single results.jsonl, then one per writer."""
+    directory = Path(directory)
+    legacy = [directory / RESULTS_FILE] if (directory / RESULTS_FILE).is_file() else []
+    return legacy + sorted((directory / ROWS_DIR).glob("*.jsonl"))
+
+
+def has_rows(directory: str | os.PathLike) -> bool:
+    return bool(row_files(directory))
+
+
+def read_rows(directory: str | os.PathLike, malformed: list[str] | None = None) -> list[dict[str, Any]]:
+    """Rows of every writer's file of one results directory, oldest first (by timestamp, stable).
+
+    A malformed (torn) line is skipped with a warning and its "file:line" appended to `malformed`,
+    so callers can count and report it.
+    """
     rows = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            warnings.warn(f"{path}:{n}: skipping a malformed (half-written?) line", stacklevel=2)
+    bad = []
+    for path in row_files(directory):
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict):
+                bad.append(f"{path}:{n}")
+                continue
+            rows.append(row)
+    if bad:
+        warnings.warn(
+            f"{directory}: skipping {len(bad)} malformed (half-written?) line(s): {', '.join(bad[:5])}",
+            stacklevel=2,
+        )
+        if malformed is not None:
+            malformed.extend(bad)
+    rows.sort(key=lambda r: str(r.get("timestamp") or ""))
     return rows
+
+
+IDENTITY = ["case_id", "fingerprint"]  # a case measured in one environment
 
 
 def load(directories: str | os.PathLike | Iterable[str | os.PathLike], latest: bool = True):
     """pandas.DataFrame of the rows of one or many results directories, with a `source` column.
 
-    latest: keep only the last row of each case_id within a directory.
+    latest: keep only the newest row of each (case_id, fingerprint) within a directory; rows of one case
+    from two environments (machines, versions, thread counts) are both kept.
+    frame.attrs["malformed"] lists the "file:line" of every line that could not be read.
     """
     import pandas as pd
 
     if isinstance(directories, (str, os.PathLike)):
         directories = [directories]
     frames = []
+    malformed: list[str] = []
     for d in directories:
         if not Path(d).is_dir():
             raise FileNotFoundError(f"results directory {d} does not exist")
-        rows = read_rows(d)
+        rows = read_rows(d, malformed)
         frame = pd.DataFrame(rows, columns=list(COLUMNS) if not rows else None)
         for col in COLUMNS:
             if col not in frame:
                 frame[col] = None
         if latest and len(frame):
-            frame = frame.drop_duplicates("case_id", keep="last")
+            frame = frame.drop_duplicates(IDENTITY, keep="last")
         frame["source"] = str(d)
         frames.append(frame)
-    if not frames:
-        return pd.DataFrame(columns=[*COLUMNS, "source"])
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*COLUMNS, "source"])
+    out.attrs["malformed"] = malformed
+    return out
+
+
+def summary(frame) -> str:
+    """Status counts and one line per case (latency, spread, peak memory, or why it did not run)."""
+    if frame is None or not len(frame):
+        return "no cases"
+    counts = frame["status"].value_counts()
+    lines = ["status: " + ", ".join(f"{k} {v}" for k, v in counts.items())]
+    malformed = frame.attrs.get("malformed") or []
+    if malformed:
+        lines.append(f"malformed lines skipped: {len(malformed)} ({', '.join(malformed[:5])})")
+    width = max(len(str(c)) for c in frame["case_id"])
+    lines.append(f"{'case':<{width}}  {'status':<11} {'median ms':>10} {'IQR ms':>9} {'peak MiB':>9}  note")
+    for row in frame.itertuples(index=False):
+        lines.append(_line(row, width))
+    return "\n".join(lines)
+
+
+def _num(value, fmt: str) -> str:
+    try:
+        if value is None or value != value:  # None or NaN
+            return "-"
+        return format(float(value), fmt)
+    except (TypeError, ValueError):
+        return "-"
+
+
+def _line(row, width: int) -> str:
+    mem = (
+        None
+        if row.peak_mem_bytes is None or row.peak_mem_bytes != row.peak_mem_bytes
+        else row.peak_mem_bytes / 2**20
+    )
+    note = "" if row.status == "ok" else str(row.error or "")[:80]
+    if row.status == "ok" and row.throughput == row.throughput and row.throughput is not None:
+        note = f"{row.throughput:.1f} img/s"
+    return (
+        f"{row.case_id:<{width}}  {row.status:<11} {_num(row.latency_ms, '10.3f')} "
+        f"{_num(row.latency_iqr_ms, '9.3f')} {_num(mem, '9.1f')}  {note}"
+    )
 
 
 def _flat(frame):
@@ -191,7 +308,7 @@ def export(data, fmt: str, path: str | os.PathLike) -> Path:
 
 def add_arguments(parser) -> None:
     parser.add_argument(
-        "dirs", nargs="+", metavar="DIR", help="results directories (each with results.jsonl)"
+        "dirs", nargs="+", metavar="DIR", help="results directories (rows/*.jsonl or results.jsonl)"
     )
     parser.add_argument("--csv", metavar="PATH", help="write the rows as CSV")
     parser.add_argument("--parquet", metavar="PATH", help="write the rows as Parquet")
@@ -199,8 +316,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from natbench.sweep.runner import summary
-
     frame = load(args.dirs, latest=not args.all)
     print(summary(frame))
     for fmt in ("csv", "parquet"):

@@ -103,7 +103,7 @@ def test_cli_rejects_unknown_preset_and_grid_key(tmp_path, capsys):
     assert "unknown grid key 'colour'" in err and "resolution" in err and "kernel_size" in err
     assert cli(["sweep", "--preset", "smoke", "--out", str(tmp_path), "--shard", "3/3"]) == 2
     assert "0 <= I < N" in capsys.readouterr().err
-    assert not (tmp_path / "results.jsonl").exists()
+    assert not results.has_rows(tmp_path)
 
 
 def test_grid_overrides_replace_a_dimension():
@@ -135,7 +135,8 @@ def test_cuda_presets_report_needs_cuda_on_cpu(tmp_path):
     frame = run_sweep("paper-table3", tmp_path, progress=False)
     assert len(frame) == 10 and set(frame["status"]) == {"unsupported"}
     assert all(e.startswith("needs CUDA") for e in frame["error"])
-    assert json.loads((tmp_path / "env.json").read_text())["python"]
+    (env,) = results.read_envs(tmp_path).values()
+    assert env["python"]
 
 
 def test_crash_oom_and_hang_leave_the_other_rows_intact(tmp_path, monkeypatch):
@@ -222,7 +223,8 @@ def test_resume_after_kill_9_loses_and_duplicates_nothing(tmp_path):
         proc.wait()
     finished = [r["case_id"] for r in results.read_rows(out)]
     assert 1 <= len(finished) < 6, "kill the sweep mid-way"
-    with open(out / "results.jsonl", "a") as fh:  # a torn last line, as a kill during a write leaves
+    (killed,) = results.row_files(out)
+    with open(killed, "a") as fh:  # a torn last line, as a kill during a write leaves
         fh.write('{"case_id": "half-writ')
     done = natbench(
         "sweep", "--preset", str(preset), "--out", str(out), "--no-progress", "--export", "parquet"
@@ -249,7 +251,10 @@ def test_smoke_preset_end_to_end_cli(tmp_path):
     assert (ops["status"] == "ok").all(), ops[["case_id", "error"]]
     for row in frame[frame["status"] == "ok"].itertuples():
         assert row.latency_samples_ms and row.latency_ms >= row.latency_min_ms > 0 and row.macs > 0
-    assert json.loads((out / "env.json").read_text())["packages"]["torch"]
+    (env,) = results.read_envs(out).values()
+    assert env["packages"]["torch"]
+    assert set(frame["machine"]) == {f"cpu:{env['cpu']['model']}:{frame['threads'].iloc[0]}t"}
+    assert frame["fingerprint"].nunique() == 1 and frame["host"].notna().all()
     assert len(__import__("pandas").read_csv(out / "results.csv")) == len(specs)
     assert "100%" in done.stderr or "6/6" in done.stderr  # the progress bar ran
 
@@ -292,8 +297,134 @@ def test_append_row_recovers_from_a_torn_line_and_exports(tmp_path):
     with pytest.warns(UserWarning, match="malformed"):
         frame = results.load(tmp_path)
     assert list(frame["case_id"]) == ["a", "c"]
+    assert frame.attrs["malformed"] == [f"{tmp_path / 'results.jsonl'}:1"]
+    assert "malformed lines skipped: 1" in results.summary(frame)
     import pandas as pd
 
     back = pd.read_parquet(results.to_parquet(frame, tmp_path / "r.parquet"))
     assert list(back["case_id"]) == ["a", "c"] and json.loads(back["latency_samples_ms"][0]) == [1.0, 2.0]
     assert list(pd.read_csv(results.to_csv(frame, tmp_path / "r.csv"))["status"]) == ["ok", "error"]
+
+
+def test_committed_single_file_results_still_load():
+    frame = results.load(ROOT / "results" / "cpu-quick")
+    assert len(frame) > 10 and (frame["status"] == "ok").any() and not frame.attrs["malformed"]
+    assert "env.json" in results.read_envs(ROOT / "results" / "cpu-quick")
+
+
+def tiny_preset(tmp_path: Path) -> Path:
+    return write_preset(
+        tmp_path / "tiny.toml",
+        """
+        [[grid]]
+        target = ["full", "window"]
+        resolution = 14
+        kernel_size = 7
+    """,
+    )
+
+
+def test_fingerprint_change_reruns_and_keeps_both_row_sets(tmp_path, capsys):
+    preset, out = tiny_preset(tmp_path), tmp_path / "out"
+    first = run_sweep(preset, out, progress=False, threads=2)
+    assert len(first) == 2 and set(first["status"]) == {"ok"}
+    again = run_sweep(preset, out, progress=False, threads=2)  # same environment: nothing measured
+    assert len(results.read_rows(out)) == 2 and list(again["timestamp"]) == list(first["timestamp"])
+    assert cli(["sweep", "--status", "--preset", str(preset), "--out", str(out), "--threads", "1"]) == 0
+    assert "total 2: done 0, failed 0, stale 2, pending 0" in capsys.readouterr().out
+    one = run_sweep(preset, out, progress=False, threads=1)  # another fingerprint: every case again
+    rows = results.read_rows(out)
+    assert len(rows) == 4 and set(one["threads"]) == {1}
+    both = results.load(out)
+    assert len(both) == 4 and both["fingerprint"].nunique() == 2
+    assert set(both["machine"].str.rsplit(":", n=1).str[-1]) == {"1t", "2t"}
+    run_sweep(preset, out, progress=False, threads=1, force=True)
+    assert len(results.read_rows(out)) == 6 and len(results.load(out)) == 4  # the newest per identity
+    assert cli(["sweep", "--status", "--preset", str(preset), "--out", str(out), "--threads", "1"]) == 0
+    assert "total 2: done 2, failed 0, stale 0, pending 0" in capsys.readouterr().out
+
+
+def test_four_concurrent_shards_one_killed_then_resumed(tmp_path):
+    preset = write_preset(
+        tmp_path / "grid.toml",
+        """
+        [[grid]]
+        target = ["full", "window", "na"]
+        backend = "reference"
+        resolution = [14, 21, 28, 35]
+    """,
+        min_run_time=0.2,
+    )
+    out = tmp_path / "out"
+    _, specs = plan(preset)
+    assert len(specs) == 12
+
+    def shard(i: int) -> subprocess.Popen:
+        args = ["sweep", "--preset", str(preset), "--out", str(out), "--no-progress", "--shard", f"{i}/4"]
+        return subprocess.Popen(
+            [sys.executable, "-m", "natbench", *args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    procs = [shard(i) for i in range(4)]
+    victim = procs[3]
+    deadline = time.monotonic() + 180
+    try:
+        while not list((out / results.ROWS_DIR).glob("*-s3of4.jsonl")):
+            assert victim.poll() is None, "shard 3 ended before it could be killed"
+            assert time.monotonic() < deadline, "shard 3 wrote no row in 180 s"
+            time.sleep(0.05)
+        os.kill(victim.pid, signal.SIGKILL)
+        for proc in procs[:3]:
+            assert proc.wait(timeout=240) == 0, proc.stderr.read()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    (killed,) = (out / results.ROWS_DIR).glob("*-s3of4.jsonl")
+    with open(killed, "a") as fh:  # what a kill in the middle of a write leaves
+        fh.write('{"case_id": "torn')
+    with pytest.warns(UserWarning, match="malformed"):
+        partial = results.read_rows(out)
+    assert len(partial) < 12, "shard 3 finished before the kill"
+    resumed = natbench("sweep", "--preset", str(preset), "--out", str(out), "--no-progress", "--shard", "3/4")
+    assert resumed.returncode == 0, resumed.stderr
+    malformed: list[str] = []
+    with pytest.warns(UserWarning, match="malformed"):
+        rows = results.read_rows(out, malformed)
+    assert len(malformed) == 1 and malformed[0].startswith(f"{killed}:")  # counted, not silently dropped
+    ids = [r["case_id"] for r in rows]
+    assert sorted(ids) == sorted(s.case_id for s in specs)  # union == grid, 0 duplicates, 0 lost
+    assert len({r["fingerprint"] for r in rows}) == 1
+    assert len(list((out / results.ROWS_DIR).glob("*.jsonl"))) == 5 == len(results.read_envs(out))
+
+
+def test_local_executor_runs_the_smoke_preset_through_submitit(tmp_path):
+    out = tmp_path / "smoke"
+    done = natbench("sweep", "--preset", "smoke", "--out", str(out), "--executor", "local", "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    assert "2 local workers finished" in done.stdout
+    frame = results.load(out)
+    _, specs = plan("smoke")
+    assert sorted(frame["case_id"]) == sorted(s.case_id for s in specs)
+    assert (frame["status"] == "ok").all(), frame[["case_id", "error"]]
+    assert sorted(p.name.split("-")[-1] for p in results.row_files(out)) == ["s0of2.jsonl", "s1of2.jsonl"]
+    assert list((out / "submitit").iterdir())  # submitit's job folders
+
+
+def test_slurm_dry_run_prints_the_job_array(tmp_path, capsys):
+    args = ["sweep", "--preset", "na-vs-wsa", "--out", str(tmp_path / "o"), "--executor", "slurm"]
+    args += ["--partition", "gpu", "--gpus-per-task", "1", "--time-limit", "90", "--tasks", "8", "--dry-run"]
+    assert cli(args) == 0
+    script = capsys.readouterr().out
+    for line in ("#SBATCH --array=0-7%8", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-task=1"):
+        assert line in script
+    assert "#SBATCH --time=90" in script and "#SBATCH --signal=USR2@" in script
+    assert "submitit.core._submit" in script and not (tmp_path / "o").exists()
+    assert (
+        cli(["sweep", "--preset", "smoke", "--out", str(tmp_path), "--executor", "local", "--gpus", "a"]) == 2
+    )
+    assert "--gpus takes GPU indices" in capsys.readouterr().err

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from natbench import results
+from natbench.env import fingerprint
 from natbench.measure.spec import CaseSpec
 from natbench.sweep import preset as presets
 
 DEFAULT_TIMEOUT = 600.0
 LOG_DIR = "logs"
-
-
-def _write_env(out: Path, env: dict[str, Any]) -> None:
-    path = out / results.ENV_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def plan(
@@ -43,6 +35,51 @@ def plan(
     return p, specs
 
 
+def _threads(p: presets.Preset, threads: int | None) -> int:
+    import torch
+
+    return threads or p.threads or torch.get_num_threads()
+
+
+def fingerprints(p: presets.Preset, specs: list[CaseSpec], env: dict, threads: int | None) -> dict[str, str]:
+    """Each case's environment fingerprint here: a case's identity is (case_id, fingerprint)."""
+    n = _threads(p, threads)
+    return {s.case_id: fingerprint(env, s.device, n, p.timing) for s in specs}
+
+
+STATES = ("done", "failed", "stale", "pending")
+
+
+def case_states(
+    out: str | os.PathLike, specs: list[CaseSpec], prints: dict[str, str]
+) -> list[tuple[str, str, str | None]]:
+    """(case_id, state, newest status) per case: done (ok / unsupported / skipped here), failed (error, oom,
+    timeout here), stale (rows only from another environment) or pending (no row)."""
+    newest: dict[tuple, str] = {}
+    seen: set[str] = set()
+    for r in results.read_rows(out) if Path(out).is_dir() else []:
+        newest[(r.get("case_id"), r.get("fingerprint"))] = r.get("status")
+        seen.add(r.get("case_id"))
+    states = []
+    for s in specs:
+        status = newest.get((s.case_id, prints[s.case_id]))
+        if status is not None:
+            state = "failed" if status in ("error", "oom", "timeout") else "done"
+        else:
+            state = "stale" if s.case_id in seen else "pending"
+        states.append((s.case_id, state, status))
+    return states
+
+
+def status_report(states: list[tuple[str, str, str | None]]) -> str:
+    counts = Counter(state for _, state, _ in states)
+    width = max((len(c) for c, _, _ in states), default=4)
+    lines = [f"{'case':<{width}}  state    status"]
+    lines += [f"{c:<{width}}  {state:<8} {status or '-'}" for c, state, status in states]
+    lines.append(f"total {len(states)}: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in STATES))
+    return "\n".join(lines)
+
+
 def run_sweep(
     preset: str | os.PathLike | presets.Preset,
     out: str | os.PathLike,
@@ -53,18 +90,23 @@ def run_sweep(
     retry: tuple[str, ...] = (),
     memory_limit_gb: float | None = None,
     threads: int | None = None,
+    force: bool = False,
 ):
-    """Run every case of `preset` not yet in OUT/results.jsonl; return the rows of all its cases (DataFrame).
+    """Run every case of `preset` not yet measured in this environment into OUT; return their rows (DataFrame).
 
+    A case counts as measured when OUT holds a row with its case_id and this environment's fingerprint
+    (machine, threads, versions, timer settings): rows from another environment stay and are kept beside
+    the new ones. Rows go to OUT/rows/<host>-<pid>[-s<I>of<N>].jsonl, so shards may share OUT.
     grid: overrides, {"resolution": [14, 28]} or ["resolution=14,28"]. shard: (I, N) or "I/N", 0-based.
     retry: statuses whose cases run again (e.g. ("timeout", "error")); the newest row of a case wins.
+    force: run every case again.
     timeout / memory_limit_gb / threads: per case, default the preset's settings (timeout: 600 s).
     Cases run in multiprocessing (forkserver) processes: in a script, call this under
     `if __name__ == "__main__":`, as for any multiprocessing code.
     """
     import torch
 
-    from natbench.env import collect
+    from natbench.env import collect, gpu_index, machine_key
     from natbench.measure.isolate import run_isolated
 
     unknown = set(retry) - set(results.STATUSES)
@@ -75,11 +117,15 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     (out / LOG_DIR).mkdir(exist_ok=True)
     env = collect()
-    _write_env(out, env)
-    latest = {r.get("case_id"): r.get("status") for r in results.read_rows(out)}
-    todo = [s for s in specs if s.case_id not in latest or latest[s.case_id] in retry]
+    writer = results.writer_id(presets.parse_shard(shard))
+    results.write_env(out, env, writer)
+    prints = fingerprints(p, specs, env, threads)
+    states = case_states(out, specs, prints)
+    todo_ids = {c for c, state, status in states if force or state in ("stale", "pending") or status in retry}
+    todo = [s for s in specs if s.case_id in todo_ids]
     limit = timeout if timeout is not None else (p.timeout or DEFAULT_TIMEOUT)
     memory = int(memory_limit_gb * 2**30) if memory_limit_gb else p.memory_limit
+    n_threads = _threads(p, threads)
     threads = threads or p.threads
     cuda = torch.cuda.is_available()
     counts: Counter[str] = Counter()
@@ -98,8 +144,15 @@ def run_sweep(
                 if log.is_file() and not log.stat().st_size:
                     log.unlink()  # keep only logs that say something
             row.setdefault("timestamp", datetime.now(UTC).isoformat(timespec="seconds"))
-            row.update(preset=p.name, env=env)
-            results.append_row(out, row)
+            row.update(
+                preset=p.name,
+                env=env,
+                machine=machine_key(env, spec.device, n_threads),
+                fingerprint=prints[spec.case_id],
+                host=env.get("hostname"),
+                gpu_index=gpu_index() if spec.device == "cuda" else None,
+            )
+            results.append_row(out, row, writer)
             counts[row["status"]] += 1
             if bar is not None:
                 bar.set_postfix(dict(counts), refresh=False)
@@ -107,9 +160,10 @@ def run_sweep(
     finally:
         if bar is not None:
             bar.close()
-    ids = {s.case_id for s in specs}
     frame = results.load(out)
-    return frame[frame["case_id"].isin(ids)].reset_index(drop=True)
+    mine = [(c, f) for c, f in zip(frame["case_id"], frame["fingerprint"], strict=True)]
+    wanted = set(prints.items())
+    return frame[[m in wanted for m in mine]].reset_index(drop=True)
 
 
 def _progress(total: int, done: int, name: str, enabled: bool):
@@ -120,38 +174,5 @@ def _progress(total: int, done: int, name: str, enabled: bool):
     return tqdm(total=total, initial=done, desc=name, unit="case", dynamic_ncols=True)
 
 
-def summary(frame) -> str:
-    """Status counts and one line per case (latency, spread, peak memory, or why it did not run)."""
-    if frame is None or not len(frame):
-        return "no cases"
-    counts = frame["status"].value_counts()
-    lines = ["status: " + ", ".join(f"{k} {v}" for k, v in counts.items())]
-    width = max(len(str(c)) for c in frame["case_id"])
-    lines.append(f"{'case':<{width}}  {'status':<11} {'median ms':>10} {'IQR ms':>9} {'peak MiB':>9}  note")
-    for row in frame.itertuples(index=False):
-        lines.append(_line(row, width))
-    return "\n".join(lines)
-
-
-def _num(value, fmt: str) -> str:
-    try:
-        if value is None or value != value:  # None or NaN
-            return "-"
-        return format(float(value), fmt)
-    except (TypeError, ValueError):
-        return "-"
-
-
-def _line(row, width: int) -> str:
-    mem = (
-        None
-        if row.peak_mem_bytes is None or row.peak_mem_bytes != row.peak_mem_bytes
-        else row.peak_mem_bytes / 2**20
-    )
-    note = "" if row.status == "ok" else str(row.error or "")[:80]
-    if row.status == "ok" and row.throughput == row.throughput and row.throughput is not None:
-        note = f"{row.throughput:.1f} img/s"
-    return (
-        f"{row.case_id:<{width}}  {row.status:<11} {_num(row.latency_ms, '10.3f')} "
-        f"{_num(row.latency_iqr_ms, '9.3f')} {_num(mem, '9.1f')}  {note}"
-    )
+# the summary lives with the results table; kept importable from here
+summary = results.summary

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from natbench.results import CASE_PARAMS, RESULTS_FILE
+from natbench.results import CASE_PARAMS, RESULTS_FILE, has_rows
 
 DESCRIBE = ("kind", *CASE_PARAMS)
 
@@ -79,11 +79,13 @@ def _load(directory: str | Path):
         raise FileNotFoundError(
             f"results directory {path} does not exist; pass a directory made by natbench sweep/run"
         )
-    if not (path / RESULTS_FILE).is_file():
-        raise FileNotFoundError(f"{path} has no {RESULTS_FILE}; pass a directory made by natbench sweep/run")
+    if not has_rows(path):
+        raise FileNotFoundError(
+            f"{path} has no {RESULTS_FILE} nor rows/*.jsonl; pass a directory made by natbench sweep/run"
+        )
     frame = load(path)
     if frame.empty:
-        raise ValueError(f"{path / RESULTS_FILE} has no rows")
+        raise ValueError(f"{path} has no rows")
     return {row["case_id"]: row for row in frame.to_dict("records")}
 
 

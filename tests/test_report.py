@@ -247,3 +247,47 @@ def test_site_loads_in_headless_chromium(two_sets, tmp_path):
     problems = check_site(site)
     assert any("history.png" in p for p in problems)
     assert any("gone.html" in p for p in problems)
+
+
+def two_machine_results(directory):
+    """One directory, two machines: machine B takes twice as long and is never averaged with A."""
+    for machine, scale in (("cpu:CPU-A:2t", 1.0), ("cpu:CPU-B:2t", 2.0)):
+        for res in (8, 16, 32, 64):
+            n = res * res
+            for target, per_token in (("na", 2e-3), ("window", 3e-3)):
+                row = op_row(
+                    target, "tiled" if target == "na" else "torch", res, 7, scale * per_token * n, 1000 * n
+                )
+                row.update(case_id=row["case_id"], machine=machine, fingerprint=machine[-8:])
+                append_row(directory, row)
+
+
+def test_two_machines_in_one_directory_are_two_series(tmp_path):
+    two_machine_results(tmp_path)
+    frame = report_data.load_results([tmp_path])
+    assert len(frame) == 16  # same case ids, two fingerprints: both kept
+    (group,) = [g for g in report_data.scaling_groups(frame, "latency_ms") if g["kernel_size"] == 7]
+    na = {s["name"]: s for s in group["series"] if s["name"].startswith("NA")}
+    assert sorted(na) == ["NA tiled · cpu:CPU-A:2t", "NA tiled · cpu:CPU-B:2t"]
+    a, b = na["NA tiled · cpu:CPU-A:2t"], na["NA tiled · cpu:CPU-B:2t"]
+    assert b["value"] == pytest.approx([2 * v for v in a["value"]])  # not their average
+    assert a["exponent"] == pytest.approx(1.0) and b["exponent"] == pytest.approx(1.0)
+    pairs = report_data.na_vs_window(frame)
+    assert len(pairs) == 8 and set(pairs["machine"]) == {"cpu:CPU-A:2t", "cpu:CPU-B:2t"}
+    assert pairs["latency_ratio"].to_numpy() == pytest.approx(2 / 3)  # paired within a machine only
+    site = tmp_path / "site"
+    build_site([tmp_path], site)
+    index = (site / "index.html").read_text()
+    assert "cpu:CPU-A:2t; cpu:CPU-B:2t" in index
+    assert "NA tiled · cpu:CPU-B:2t" in (site / "latency.html").read_text()
+
+
+def test_report_counts_malformed_lines(tmp_path):
+    two_machine_results(tmp_path)
+    (rows,) = (tmp_path / "rows").glob("*.jsonl")
+    with open(rows, "a") as fh:
+        fh.write('{"case_id": "torn')
+    with pytest.warns(UserWarning, match="malformed"):
+        build_site([tmp_path], tmp_path / "site")
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "1 malformed (torn) line(s) skipped" in index and f"{rows}:17" in index

@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="create_model overrides, e.g. num_labels=10 depths=[1,1,1,1]",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--out", default=None, help="append the result row(s) to DIR/results.jsonl")
+    parser.add_argument("--out", default=None, help="append the result row(s) to DIR/rows/<host>-<pid>.jsonl")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -12,15 +12,15 @@ from typing import Any
 
 import pandas as pd
 
-from natbench.results import ENV_FILE, RESULTS_FILE
+from natbench.results import RESULTS_FILE, has_rows, read_envs
 
 CLAIMS_FILE = "claims.json"
 VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE", "SKIP")
 # what must match for an NA case and a window case to be compared
-# device_name too: rows from two machines must never be paired or drawn as one series
+# machine too: rows from two machines must never be paired or drawn as one series
 PAIR_KEYS = [
     "device",
-    "device_name",
+    "machine",
     "dtype",
     "mode",
     "batch",
@@ -29,7 +29,9 @@ PAIR_KEYS = [
     "heads",
     "head_dim",
 ]
-SERIES_KEYS = ["device", "device_name", "dtype", "mode", "batch", "heads", "head_dim"]
+# one figure per configuration; inside it, one series per backend and machine (never averaged across)
+FIGURE_KEYS = ["device", "dtype", "mode", "batch", "heads", "head_dim"]
+SERIES_KEYS = ["machine", *FIGURE_KEYS]
 
 
 @lru_cache(maxsize=1)
@@ -76,9 +78,13 @@ def load_results(dirs: list[str | Path]) -> pd.DataFrame:
     for d in dirs:
         if not Path(d).is_dir():
             raise FileNotFoundError(f"results directory {d} does not exist")
-        if not (Path(d) / RESULTS_FILE).is_file():
-            raise FileNotFoundError(f"{d} has no {RESULTS_FILE}; pass a directory made by natbench sweep/run")
+        if not has_rows(d):
+            raise FileNotFoundError(
+                f"{d} has no {RESULTS_FILE} nor rows/*.jsonl; pass a directory made by natbench sweep/run"
+            )
     frame = load([str(d) for d in dirs])
+    # the series key: the machine column, else (older rows) the device name, else the device
+    frame["machine"] = frame["machine"].fillna(frame["device_name"]).fillna(frame["device"])
     for col in (
         "batch",
         "resolution",
@@ -113,13 +119,13 @@ def load_claims(directory: str | Path) -> list[dict[str, Any]] | None:
     return claims
 
 
-def load_env(directory: str | Path, frame: pd.DataFrame) -> dict[str, Any] | None:
-    """DIR/env.json, else the env of the directory's first row."""
-    path = Path(directory) / ENV_FILE
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    envs = [e for e in frame.loc[frame["source"] == str(directory), "env"] if isinstance(e, dict)]
-    return envs[0] if envs else None
+def load_envs(directory: str | Path, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each writer's environment record of DIR ({"writer", "env"}), else the env of the directory's first row."""
+    envs = read_envs(directory)
+    if envs:
+        return [{"writer": w, "env": e} for w, e in envs.items()]
+    rows = [e for e in frame.loc[frame["source"] == str(directory), "env"] if isinstance(e, dict)]
+    return [{"writer": "first row", "env": rows[0]}] if rows else [{"writer": None, "env": None}]
 
 
 def ok(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -154,6 +160,11 @@ def _ops_with(frame: pd.DataFrame, value: str) -> pd.DataFrame:
     if not ops.empty:
         ops["tokens"] = ops["tokens"].fillna(ops["resolution"] ** 2)
         ops["series"] = ops.apply(series_label, axis=1)
+        # several machines in one figure: each backend once per machine
+        several = ops.groupby(FIGURE_KEYS, dropna=False)["machine"].transform("nunique") > 1
+        ops.loc[several, "series"] = (
+            ops.loc[several, "series"] + " · " + ops.loc[several, "machine"].astype(str)
+        )
     return ops
 
 
@@ -181,16 +192,14 @@ def scaling_groups(frame: pd.DataFrame, value: str) -> list[dict[str, Any]]:
     """
     ops = _ops_with(frame, value)
     groups = []
-    for (device, dtype, mode), cfg in (
-        [] if ops.empty else ops.groupby(["device", "dtype", "mode"], dropna=False)
-    ):
+    for (_, dtype, mode, *_), cfg in [] if ops.empty else ops.groupby(FIGURE_KEYS, dropna=False):
         full = cfg[cfg["target"] == "full"]
         local = cfg[cfg["target"] != "full"]
         counts = local.groupby("kernel_size")["resolution"].nunique()
         kernels = [k for k, n in sorted(counts.items()) if n >= 2] or ([None] if len(full) else [])
         for k in kernels:
             data = pd.concat([local[local["kernel_size"] == k], full])
-            title = f"{device} {dtype} {mode}" + (f", kernel/window {int(k)}" if k is not None else "")
+            title = f"{_where(cfg)} {dtype} {mode}" + (f", kernel/window {int(k)}" if k is not None else "")
             groups.append(
                 {
                     "title": title,
@@ -203,19 +212,24 @@ def scaling_groups(frame: pd.DataFrame, value: str) -> list[dict[str, Any]]:
     return groups
 
 
+def _where(cfg: pd.DataFrame) -> str:
+    """A figure's machine in its title when it has one, else its device (the series then name theirs)."""
+    machines = cfg["machine"].dropna().unique()
+    return str(machines[0]) if len(machines) == 1 else str(cfg["device"].iloc[0])
+
+
 def kernel_groups(frame: pd.DataFrame, value: str) -> list[dict[str, Any]]:
     """`value` against kernel (window) size at one resolution, where two or more sizes were measured."""
     ops = _ops_with(frame, value)
     ops = ops[(ops["target"] != "full") & ops["kernel_size"].notna()] if not ops.empty else ops
     groups = []
-    for (device, dtype, mode, res), cfg in (
-        [] if ops.empty else ops.groupby(["device", "dtype", "mode", "resolution"], dropna=False)
-    ):
+    keys = [*FIGURE_KEYS, "resolution"]
+    for (_, dtype, mode, *_, res), cfg in [] if ops.empty else ops.groupby(keys, dropna=False):
         if cfg["kernel_size"].nunique() < 2:
             continue
         groups.append(
             {
-                "title": f"{device} {dtype} {mode}, {int(res)}x{int(res)} map",
+                "title": f"{_where(cfg)} {dtype} {mode}, {int(res)}x{int(res)} map",
                 "resolution": res,
                 "x": "kernel_size",
                 "fit": "kernel_size",
@@ -258,7 +272,7 @@ def model_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 "model": r["target"],
                 "resolution": r["resolution"],
                 "batch": r["batch"],
-                "device_name": r["device_name"] if pd.notna(r["device_name"]) else r["device"],
+                "device_name": r["machine"],
                 "dtype": r["dtype"],
                 "mode": r["mode"],
                 "backend": r["backend"],
@@ -284,7 +298,9 @@ def history(frame: pd.DataFrame, dirs: list[str]) -> pd.DataFrame:
 
 
 def status_counts(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows, kinds, statuses, machines and unreadable (malformed) lines per result set."""
     out = []
+    malformed = frame.attrs.get("malformed") or []
     for source, part in frame.groupby("source", sort=False):
         out.append(
             {
@@ -292,6 +308,8 @@ def status_counts(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 "rows": len(part),
                 "statuses": part["status"].value_counts().to_dict(),
                 "kinds": part["kind"].value_counts().to_dict(),
+                "machines": sorted(str(m) for m in part["machine"].dropna().unique()),
+                "malformed": [m for m in malformed if m.startswith(str(Path(source)) + "/")],
             }
         )
     return out

@@ -22,7 +22,8 @@ XLABELS = {"resolution": "feature map side (tokens = side^2)", "kernel_size": "k
 
 
 def scaling(group: dict[str, Any], ylabel: str, path: Path, scale: float = 1.0) -> str:
-    """Log-log value vs resolution or kernel size, one line per backend, fitted exponent in the legend."""
+    """Log-log value vs resolution or kernel size, one line per backend and machine, fitted exponent in
+    the legend."""
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     for s in group["series"]:
@@ -49,14 +50,14 @@ def na_vs_window(
     if paper_key == "speed_tiled_cuda":
         plain = paper["speed_plain_pytorch"]
         ax.plot(res[: len(plain)], plain, "k:", marker="x", label="paper (speed_plain_pytorch)")
-    for (backend, k, device), part in pairs.dropna(subset=[column]).groupby(
-        ["backend", "kernel_size", "device"]
+    for (backend, k, machine), part in pairs.dropna(subset=[column]).groupby(
+        ["backend", "kernel_size", "machine"]
     ):
         part = part.groupby("resolution", as_index=False)[column].median()
         if len(part) < 2:  # one size only: the kernel-size figure shows it
             continue
         ax.plot(
-            part["resolution"], part[column], marker="o", label=f"ours: NA {backend}, k={int(k)}, {device}"
+            part["resolution"], part[column], marker="o", label=f"ours: NA {backend}, k={int(k)}, {machine}"
         )
     ax.axhline(100, color="gray", lw=0.8)
     ax.set_xscale("log", base=2)
@@ -72,8 +73,8 @@ def ratio_vs_kernel(pairs: pd.DataFrame, column: str, ylabel: str, path: Path) -
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     drawn = 0
-    for (backend, res, device), part in pairs.dropna(subset=[column]).groupby(
-        ["backend", "resolution", "device"]
+    for (backend, res, machine), part in pairs.dropna(subset=[column]).groupby(
+        ["backend", "resolution", "machine"]
     ):
         part = part.groupby("kernel_size", as_index=False)[column].median()
         if len(part) >= 2:
@@ -81,7 +82,7 @@ def ratio_vs_kernel(pairs: pd.DataFrame, column: str, ylabel: str, path: Path) -
                 part["kernel_size"],
                 part[column],
                 marker="o",
-                label=f"NA {backend}, {int(res)}x{int(res)}, {device}",
+                label=f"NA {backend}, {int(res)}x{int(res)}, {machine}",
             )
             drawn += 1
     if not drawn:

@@ -149,7 +149,7 @@ def build_site(results: list[str | Path], out: str | Path) -> Path:
             pairs,
             [
                 "backend",
-                "device",
+                "machine",
                 "dtype",
                 "kernel_size",
                 "resolution",
@@ -185,7 +185,11 @@ def build_site(results: list[str | Path], out: str | Path) -> Path:
             ],
         ),
         "paper_models": paper["table3"]["models"],
-        "envs": [{"source": d, "env": data.load_env(d, frame)} for d in dirs],
+        "envs": [
+            {"source": d + (f" (writer {e['writer']})" if e["writer"] else ""), "env": e["env"]}
+            for d in dirs
+            for e in data.load_envs(d, frame)
+        ],
         "history": hist,
         "history_fig": hist_fig,
     }

@@ -225,10 +225,13 @@ def test_fit_exponent_needs_two_sizes():
     assert report_data.fit_exponent([1, 4, 16], [3.0, 6.0, 12.0]) == pytest.approx(math.log(2) / math.log(4))
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
-    reason="Chromium is not installed (apt-get install -y chromium); CI installs it",
+needs_chromium = pytest.mark.skipif(
+    shutil.which("chromium") is None or shutil.which("chromedriver") is None,
+    reason="Chromium / chromedriver not installed (apt-get install -y chromium chromium-driver); CI installs them",
 )
+
+
+@needs_chromium
 def test_site_loads_in_headless_chromium(two_sets, tmp_path):
     from natbench.report.check import check_site, inspect_pages
 
@@ -291,3 +294,14 @@ def test_report_counts_malformed_lines(tmp_path):
         build_site([tmp_path], tmp_path / "site")
     index = (tmp_path / "site" / "index.html").read_text()
     assert "1 malformed (torn) line(s) skipped" in index and f"{rows}:17" in index
+
+
+@needs_chromium
+def test_two_machine_page_renders_in_chromium(tmp_path):
+    from natbench.report.check import check_site, screenshot
+
+    two_machine_results(tmp_path)
+    build_site([tmp_path], tmp_path / "site")
+    assert check_site(tmp_path / "site") == []
+    png = screenshot(tmp_path / "site", "latency.html", tmp_path / "latency.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

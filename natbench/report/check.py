@@ -1,151 +1,97 @@
-"""Open every page of a report in headless Chromium and list what is broken (images, links).
+"""Open every page of a report in headless Chromium (selenium + chromedriver) and list what is broken.
 
-Talks the Chrome DevTools Protocol over --remote-debugging-pipe (JSON messages ending in NUL on fds 3/4),
-so it needs nothing but the chromium binary.
+Needs Debian's `chromium` and `chromium-driver` packages (or any chromium with its matching chromedriver
+on PATH); selenium is told where both are, so it never tries to download a driver.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import select
 import shutil
-import subprocess
 import tempfile
-import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--remote-debugging-pipe",
-]
-# what a page holds once its load event fired (images included)
-INSPECT_JS = """JSON.stringify({
+DRIVERS = ("chromedriver", "chromium-driver")
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
+# what a page holds once it loaded (selenium's get() waits for the load event, images included)
+INSPECT_JS = """return {
   title: document.title,
   images: [...document.images].map(i => ({src: i.src, complete: i.complete, naturalWidth: i.naturalWidth})),
   links: [...document.querySelectorAll('a[href]')].map(a => a.href),
-})"""
+}"""
 
 
 class ChromiumUnavailable(RuntimeError):
     pass
 
 
-def find_chromium() -> str:
-    for name in BROWSERS:
+def _which(names: tuple[str, ...], what: str) -> str:
+    for name in names:
         path = shutil.which(name)
         if path:
             return path
-    raise ChromiumUnavailable("no chromium binary on PATH; install it (Debian: apt-get install -y chromium)")
+    raise ChromiumUnavailable(
+        f"no {what} on PATH; install it (Debian: apt-get install -y chromium chromium-driver)"
+    )
 
 
-class _Pipe:
-    """A minimal CDP client: one browser, commands sent and answered in order."""
+def find_chromium() -> str:
+    return _which(BROWSERS, "chromium binary")
 
-    def __init__(self, binary: str, timeout: float):
-        self.timeout = timeout
-        self._profile = tempfile.TemporaryDirectory(prefix="natbench-chromium-")
-        to_browser_r, self._to_browser = os.pipe()
-        self._from_browser, from_browser_w = os.pipe()
 
-        def wire_fds():  # chromium reads commands on fd 3 and writes replies on fd 4
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
-
-        self._proc = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            pass_fds=(3, 4),
-            preexec_fn=wire_fds,
-        )
-        os.close(to_browser_r)
-        os.close(from_browser_w)
-        self._buffer = b""
-        self._next_id = 0
-        self._events: list[dict[str, Any]] = []
-
-    def send(self, method: str, session: str | None = None, **params) -> dict[str, Any]:
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
-        while True:
-            reply = self._read()
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"chromium: {method} failed: {reply['error']}")
-                return reply.get("result", {})
-            self._events.append(reply)
-
-    def wait_event(self, method: str, session: str) -> None:
-        while True:
-            for i, event in enumerate(self._events):
-                if event.get("method") == method and event.get("sessionId") == session:
-                    del self._events[i]
-                    return
-            self._events.append(self._read())
-
-    def _read(self) -> dict[str, Any]:
-        deadline = time.monotonic() + self.timeout
-        while b"\0" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._from_browser], [], [], left)[0]:
-                raise TimeoutError(f"chromium did not answer within {self.timeout} s")
-            chunk = os.read(self._from_browser, 1 << 16)
-            if not chunk:
-                raise RuntimeError("chromium closed the DevTools pipe (did it crash?)")
-            self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def close(self) -> None:
+@contextmanager
+def browser(timeout: float = 30.0, width: int = 1280, height: int = 1000):
+    """A headless Chromium driven by selenium, closed on exit."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError as exc:
+        raise ChromiumUnavailable(f"selenium is not installed ({exc}); pip install selenium") from None
+    options = webdriver.ChromeOptions()
+    options.binary_location = find_chromium()
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--window-size={width},{height}")
+    with tempfile.TemporaryDirectory(prefix="natbench-chromium-") as profile:
+        options.add_argument(f"--user-data-dir={profile}")
+        driver = webdriver.Chrome(options=options, service=Service(_which(DRIVERS, "chromedriver")))
         try:
-            self.send("Browser.close")
-        except (OSError, RuntimeError, TimeoutError):
-            pass
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        os.close(self._to_browser)
-        os.close(self._from_browser)
-        self._profile.cleanup()
+            driver.set_page_load_timeout(timeout)
+            yield driver
+        finally:
+            driver.quit()
+
+
+def _pages(site: str | Path) -> list[Path]:
+    pages = sorted(Path(site).resolve().glob("*.html"))
+    if not pages:
+        raise FileNotFoundError(f"{site} has no .html pages; build it with natbench report first")
+    return pages
 
 
 def inspect_pages(site: str | Path, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
     """page file name -> {title, images: [{src, complete, naturalWidth}], links: [absolute hrefs]}."""
-    site = Path(site).resolve()
-    pages = sorted(site.glob("*.html"))
-    if not pages:
-        raise FileNotFoundError(f"{site} has no .html pages; build it with natbench report first")
-    browser = _Pipe(find_chromium(), timeout)
-    try:
-        target = browser.send("Target.createTarget", url="about:blank")["targetId"]
-        session = browser.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        browser.send("Page.enable", session)
-        found = {}
+    pages = _pages(site)
+    found = {}
+    with browser(timeout) as driver:
         for page in pages:
-            browser.send("Page.navigate", session, url=page.as_uri())
-            browser.wait_event("Page.loadEventFired", session)
-            result = browser.send("Runtime.evaluate", session, expression=INSPECT_JS, returnByValue=True)
-            found[page.name] = json.loads(result["result"]["value"])
-        return found
-    finally:
-        browser.close()
+            driver.get(page.as_uri())
+            found[page.name] = driver.execute_script(INSPECT_JS)
+    return found
+
+
+def screenshot(site: str | Path, page: str, path: str | Path, timeout: float = 30.0) -> Path:
+    """A PNG of one report page as headless Chromium draws it (the whole page height)."""
+    uri = (Path(site).resolve() / page).as_uri()
+    with browser(timeout) as driver:
+        driver.get(uri)
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1280, min(max(int(height) + 100, 600), 8000))
+        driver.get_screenshot_as_file(str(path))
+    return Path(path)
 
 
 def check_site(site: str | Path, timeout: float = 30.0) -> list[str]:

@@ -1,20 +1,17 @@
 """Attention op cases on CPU (neighborhood per backend, Swin window, full) and how to measure them.
 
-Shared by benchmarks/test_bench_*.py and reusable by the asv suite: `OpCase`, `skip_reason`, `make_call`,
-`interleaved_ms` (ratios from one run), `peak_memory_bytes` (fresh subprocess), `loglog_slope`.
-Run as a script it measures one case's peak memory: `python benchmarks/_na_cases.py '{"op": "tiled", ...}'`.
+Shared by benchmarks/test_bench_*.py: `OpCase`, `skip_reason`, `make_call` (the sweep's op builder),
+`interleaved_ms` (ratios from one run), `peak_memory_bytes` (the sweep's fresh-process measurement),
+`loglog_slope`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 NA_BACKENDS = ("tiled", "flex", "natten", "reference")
 BASELINES = ("window", "window-shifted", "full")
@@ -48,8 +45,6 @@ def skip_reason(case: OpCase) -> str | None:
     """Why this case is not measured on a CPU, in words; None if it runs."""
     if case.op not in OPS:
         return f"unknown op {case.op!r}; choose one of {OPS}"
-    if case.op.startswith("window") and case.side % case.kernel:
-        return f"window attention needs the map side ({case.side}) to be a multiple of the window ({case.kernel})"
     if case.op == "natten" and case.side > 56:
         return "natten's CPU path (unfused Flex) builds the full score matrix: quadratic memory, >18 s at 112x112"
     if case.op == "natten" and case.rpb:
@@ -67,36 +62,44 @@ def skip_reason(case: OpCase) -> str | None:
     return None
 
 
+def spec_of(case: OpCase):
+    """The sweep's CaseSpec of an OpCase (CPU, inference)."""
+    from natbench.measure.spec import CaseSpec
+
+    na = case.op in NA_BACKENDS
+    target = "na" if na else ("full" if case.op == "full" else "window")
+    return CaseSpec.from_dict(
+        {
+            "target": target,
+            "backend": case.op if na else "auto",
+            "device": "cpu",
+            "dtype": case.dtype,
+            "batch": case.batch,
+            "resolution": case.side,
+            "kernel_size": None if target == "full" else case.kernel,
+            "dilation": case.dilation if na else None,
+            "heads": case.heads,
+            "head_dim": case.head_dim,
+            "shifted": (case.op == "window-shifted") if target == "window" else None,
+            "rpb": case.rpb if target != "full" else None,
+        }
+    )
+
+
 def make_call(case: OpCase, seed: int = 0) -> Callable[[], object]:
-    """A zero-argument callable running the op once on fresh random inputs (no autograd)."""
+    """A zero-argument callable running the op once (no autograd), built by natbench.measure.case.build_op
+    on seeded random inputs: the op a sweep times, window padding done beforehand."""
     import torch
 
-    from natbench.attention import full_attention_2d, neighborhood_attention_2d, window_attention_2d
+    from natbench.measure import case as measure_case
 
-    gen = torch.Generator().manual_seed(seed)
-    dtype = getattr(torch, case.dtype)
-    shape = (case.batch, case.side, case.side, case.heads, case.head_dim)
-    q, k, v = (torch.randn(shape, generator=gen).to(dtype) for _ in range(3))
-    rpb = (
-        torch.randn(case.heads, 2 * case.kernel - 1, 2 * case.kernel - 1, generator=gen) if case.rpb else None
-    )
-    if case.op in NA_BACKENDS:
-
-        def fn():
-            return neighborhood_attention_2d(q, k, v, case.kernel, case.dilation, rpb, backend=case.op)
-    elif case.op.startswith("window"):
-        shift = case.kernel // 2 if case.op == "window-shifted" else 0
-
-        def fn():
-            return window_attention_2d(q, k, v, case.kernel, shift, rpb)
-    else:
-
-        def fn():
-            return full_attention_2d(q, k, v)
+    spec = spec_of(case)
+    torch.manual_seed(seed)
+    prepared = measure_case.build_op(spec, torch.device("cpu"), getattr(torch, case.dtype))
 
     def call():
-        with torch.inference_mode():
-            return fn()
+        with prepared.context():
+            return prepared.fn()
 
     return call
 
@@ -122,38 +125,16 @@ def median(values: list[float]) -> float:
 
 
 def peak_memory_bytes(case: OpCase, threads: int = THREADS, timeout_s: float = 600) -> int:
-    """Peak resident memory the op adds over its inputs, measured in a fresh Python process.
+    """Peak memory of the op measured as a sweep measures it (natbench.measure.isolate: a fresh process,
+    natbench.measure.memory's definition)."""
+    from natbench.measure.isolate import run_isolated
 
-    After a warm-up call (compilation, caches) and malloc_trim, the kernel's peak-RSS counter is reset
-    (/proc/self/clear_refs) and the op runs once; the result is VmHWM - VmRSS before the call.
-    """
-    proc = subprocess.run(
-        [sys.executable, __file__, json.dumps({**asdict(case), "threads": threads})],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"},  # big buffers go back to the OS when freed
+    row = run_isolated(
+        spec_of(case).to_dict(), timeout_s, {"min_run_time": 0.01, "warmup": 0.0}, threads=threads
     )
-    if proc.returncode != 0:
-        raise RuntimeError(f"peak-memory run of {case.label} failed: {proc.stderr.strip()[-500:]}")
-    return int(proc.stdout.strip().splitlines()[-1])
-
-
-def _measure_peak_here(spec: dict) -> int:
-    import torch
-
-    from natbench.measure.memory import PeakMemory
-
-    torch.set_num_threads(spec.pop("threads"))
-    call = make_call(OpCase(**spec))
-    call()  # warm-up: compilation and caches are not the op's memory
-    meter = PeakMemory("cpu")
-    meter.baseline()
-    meter.reset_peak()
-    out = call()
-    peak = meter.peak_increase()
-    del out
-    return peak
+    if row["status"] != "ok":
+        raise RuntimeError(f"peak-memory run of {case.label} failed: {row['status']}: {row.get('error')}")
+    return int(row["peak_mem_bytes"])
 
 
 def loglog_slope(xs: list[float], ys: list[float]) -> float:
@@ -161,7 +142,3 @@ def loglog_slope(xs: list[float], ys: list[float]) -> float:
     from natbench.claims.scaling import fit_power_law
 
     return fit_power_law(xs, ys).exponent
-
-
-if __name__ == "__main__":
-    print(_measure_peak_here(json.loads(sys.argv[1])))

@@ -35,16 +35,35 @@ def need_cuda():
         skip("needs a CUDA device")
 
 
-def attention_call(target: str, backend: str | None, resolution: int, kernel: int, device: str, dtype=None):
-    """A zero-argument callable running one attention op; raises NotImplementedError when it cannot run."""
+def _prepared_call(spec, build):
+    """Run natbench's builder for `spec` (seeded inputs) and return a zero-argument callable of one call,
+    carrying its spec so that peak memory is measured the sweep's way."""
     import torch
 
-    from natbench.attention import (
-        full_attention_2d,
-        neighborhood_attention_2d,
-        unavailable_reason,
-        window_attention_2d,
-    )
+    from natbench.measure.case import Unsupported
+
+    torch.manual_seed(0)
+    try:
+        prepared = build(spec, torch.device(spec.device), getattr(torch, spec.dtype))
+    except Unsupported as exc:
+        skip(str(exc))
+
+    def call():
+        with prepared.context():
+            return prepared.fn()
+
+    call.spec = spec
+    return call
+
+
+def attention_call(target: str, backend: str | None, resolution: int, kernel: int, device: str, dtype=None):
+    """A zero-argument callable running one attention op, built by the sweep's natbench.measure.case.build_op;
+    raises NotImplementedError when it cannot run. Window attention is Swin's shifted window."""
+    import torch
+
+    from natbench.attention import unavailable_reason
+    from natbench.measure import case
+    from natbench.measure.spec import DTYPE_SHORT, CaseSpec
 
     dtype = dtype or torch.float32
     if target == "na":
@@ -56,48 +75,52 @@ def attention_call(target: str, backend: str | None, resolution: int, kernel: in
             skip(f"{backend} on CPU is limited to maps <= {limit}x{limit} here")
     if target == "full" and kernel != KERNELS[0]:
         skip("full attention has no kernel: measured once, at the first kernel size")
-    if kernel > resolution:
-        skip(f"kernel {kernel} is larger than the {resolution}x{resolution} map")
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    q, k, v = (
-        torch.randn(BATCH, resolution, resolution, HEADS, HEAD_DIM, generator=gen).to(device, dtype)
-        for _ in range(3)
+    if target not in ("na", "window", "full"):
+        raise ValueError(f"target must be na, window or full, got {target!r}")
+    dtype_name = next(name for name in DTYPE_SHORT if getattr(torch, name) == dtype)
+    spec = CaseSpec.from_dict(
+        {
+            "target": target,
+            "backend": backend or "auto",
+            "device": device,
+            "dtype": dtype_name,
+            "batch": BATCH,
+            "resolution": resolution,
+            "kernel_size": kernel if target != "full" else None,
+            "heads": HEADS,
+            "head_dim": HEAD_DIM,
+            "shifted": True if target == "window" else None,
+        }
     )
-    if target == "na":
-        return lambda: neighborhood_attention_2d(q, k, v, kernel, backend=backend)
-    if target == "window":
-        return lambda: window_attention_2d(q, k, v, kernel, shift=kernel // 2)
-    if target == "full":
-        return lambda: full_attention_2d(q, k, v)
-    raise ValueError(f"target must be na, window or full, got {target!r}")
+    return _prepared_call(spec, case.build_op)
 
 
 def model_call(name: str, resolution: int, device: str, dtype=None):
+    """A model's forward pass, built as a sweep builds a model case."""
     import torch
 
-    from natbench.models import create_model, logits
+    from natbench.measure import case
+    from natbench.measure.spec import DTYPE_SHORT, CaseSpec
 
     dtype = dtype or torch.float32
-    overrides = {"img_size": resolution} if name.startswith("swin") and resolution != 224 else {}
-    model = create_model(name, **overrides).eval().to(device, dtype)
-    x = torch.randn(BATCH, 3, resolution, resolution, device=device, dtype=dtype)
+    dtype_name = next(n for n in DTYPE_SHORT if getattr(torch, n) == dtype)
+    spec = CaseSpec.from_dict(
+        {"target": name, "resolution": resolution, "device": device, "dtype": dtype_name, "batch": BATCH}
+    )
+    return _prepared_call(spec, case.BUILDERS["model"])
 
-    def call():
-        with torch.inference_mode():
-            return logits(model, x)
 
-    return call
+PEAK_TIMING = {"min_run_time": 0.01, "warmup": 0.0}
 
 
 def peak_memory_bytes(fn, device: str) -> int:
-    """Peak memory of one call above what exists before it (inputs, weights), natbench's PeakMemory."""
-    from natbench.measure.memory import PeakMemory
+    """Peak memory of the call's case measured as a sweep does: in a fresh process, natbench's definition."""
+    from natbench.measure.isolate import run_isolated
 
-    meter = PeakMemory(device)
-    meter.baseline()
-    meter.reset_peak()
-    fn()
-    return meter.peak_increase()
+    row = run_isolated(fn.spec.to_dict(), TIMEOUT_S, PEAK_TIMING)
+    if row["status"] != "ok":
+        raise RuntimeError(f"peak memory of {fn.spec.case_id}: {row['status']}: {row.get('error')}")
+    return int(row["peak_mem_bytes"])
 
 
 def cuda_latency_ms(fn) -> float:

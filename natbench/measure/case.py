@@ -63,7 +63,13 @@ def _grad_context(training: bool):
     return torch.enable_grad if training else torch.inference_mode
 
 
-def _op(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared:
+def build_op(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared:
+    """An attention op case ready to time: inputs made (and window padding done) here, outside `fn`.
+
+    Used by sweeps, `natbench run`, asv and the pytest-benchmark files alike. Window attention follows
+    Swin: the map is zero-padded to a multiple of the window once, here, and `fn` runs on the padded
+    tensors (the kernel name says +pad); a map no larger than the window is one window, without shift.
+    """
     from natbench import attention
 
     training = spec.mode == "training"
@@ -77,18 +83,18 @@ def _op(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared:
             backend = attention.resolve_backend(device, dtype, bool(spec.rpb), spec.backend)
         except ValueError as exc:
             raise Unsupported(str(exc)) from None
-    elif spec.target == "window" and k > res:
-        raise Unsupported(
-            f"window {k} is larger than the {res}x{res} map (Swin shrinks the window to the map)"
-        )
-    side = padded_side(res, k) if spec.target == "window" else res
+    window = min(k, res) if spec.target == "window" else k  # Swin: window = map when the map is smaller
+    pad = padded_side(res, window) - res if spec.target == "window" else 0
     shape = (spec.batch, res, res, spec.heads, spec.head_dim)
     with _grad_context(training)():
-        q, key, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=training) for _ in range(3))
+        q, key, v = (torch.randn(shape, device=device, dtype=dtype) for _ in range(3))
+        if pad:
+            q, key, v = (F.pad(t, (0, 0, 0, 0, 0, pad, 0, pad)) for t in (q, key, v))
+        q, key, v = (t.requires_grad_(training) for t in (q, key, v))
         rpb = None
         if spec.rpb:
             rpb = torch.randn(
-                spec.heads, 2 * k - 1, 2 * k - 1, device=device, dtype=dtype, requires_grad=training
+                spec.heads, 2 * window - 1, 2 * window - 1, device=device, dtype=dtype, requires_grad=training
             )
 
     if spec.target == "na":
@@ -98,15 +104,15 @@ def _op(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared:
 
         kernel = attention.last_kernel
     elif spec.target == "window":
-        shift = k // 2 if spec.shifted else 0
-        pad = side - res
+        shift = window // 2 if spec.shifted and window < res else 0
+        name = "sdpa:" + ("shifted-window" if shift else "window")
+        name += "+pad" if pad else ""  # the padded side is in the MACs: 2 * side^2 * window^2 * ...
+        name += "+window=map" if window < k else ""
 
         def call():
-            qp, kp, vp = (F.pad(t, (0, 0, 0, 0, 0, pad, 0, pad)) for t in (q, key, v)) if pad else (q, key, v)
-            out = attention.window_attention_2d(qp, kp, vp, k, shift=shift, rpb=rpb)
-            return out[:, :res, :res] if pad else out
+            return attention.window_attention_2d(q, key, v, window, shift=shift, rpb=rpb)
 
-        kernel = lambda: "sdpa:" + ("shifted-window" if shift else "window") + ("+pad" if pad else "")  # noqa: E731
+        kernel = lambda: name  # noqa: E731
     else:
 
         def call():
@@ -116,7 +122,7 @@ def _op(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared:
 
     inputs = [t for t in (q, key, v, rpb) if t is not None]
     fn = _backward(call, inputs) if training else call
-    macs = op_macs(spec.target, spec.batch, res, spec.heads, spec.head_dim, k, spec.mode)
+    macs = op_macs(spec.target, spec.batch, res, spec.heads, spec.head_dim, window, spec.mode)
     return Prepared(fn, _grad_context(training), {"macs": macs}, kernel)
 
 
@@ -214,7 +220,7 @@ def _import_for(spec: CaseSpec) -> None:
         importlib.import_module(spec.target.split(":")[0])
 
 
-BUILDERS = {"op": _op, "model": _model, "custom": _custom}
+BUILDERS = {"op": build_op, "model": _model, "custom": _custom}
 
 
 def measure_case(

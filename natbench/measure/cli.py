@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         spec = CaseSpec.from_dict(data)
         if spec.kind == "model":
-            from natbench.sweep.preset import validate_targets
+            from natbench.measure.targets import validate_targets
 
             validate_targets([spec])
     except ValueError as exc:

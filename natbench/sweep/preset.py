@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from natbench.measure.spec import FIELD_NAMES, CaseSpec, coerce
+from natbench.measure.targets import validate_targets  # noqa: F401  (re-exported: sweeps check targets)
 from natbench.measure.timer import TimerConfig
 
 TOP_KEYS = ("description", "settings", "defaults", "grid")
@@ -179,24 +180,6 @@ def expand(preset: Preset, overrides: dict[str, list[Any]] | None = None) -> lis
                 raise ValueError(f"preset {preset.name}, grid {i + 1}: {exc}") from None
             cases.setdefault(spec.case_id, spec)
     return list(cases.values())
-
-
-def validate_targets(specs: list[CaseSpec]) -> None:
-    """Model names must exist in natbench.models (checked only when a preset has model cases)."""
-    names = sorted({s.target for s in specs if s.kind == "model"})
-    if not names:
-        return
-    try:
-        from natbench.models import list_models
-    except ImportError:
-        return  # each model case then reports the import error in its row
-    known = set(list_models())
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(
-            f"unknown target(s) {unknown}; targets are na, window, full, "
-            f"package.module:function or one of: {', '.join(sorted(known))}"
-        )
 
 
 def shard(specs: list[CaseSpec], index: int, count: int) -> list[CaseSpec]:

@@ -167,7 +167,15 @@ def test_labels_file_and_ilsvrc_devkit_give_the_imagefolder_numbers(tiny, datase
         "".join(f"{ilsvrc_id[y]}\n" for y in labels)
     )
     by_devkit = evaluate("nat_mini", str(tiny), str(flat), devkit=str(tmp_path / "devkit"), **FAST)
-    for r in (by_file, by_devkit):
+    # torchvision's devkit record (the meta.bin torchvision.datasets.imagenet makes from the archive)
+    (tmp_path / "tv").mkdir()
+    torch.save(
+        ({w: (f"class {c}",) for c, w in enumerate(wnids)}, [wnids[y] for y in labels]),
+        tmp_path / "tv" / "meta.bin",
+    )
+    by_torchvision = evaluate("nat_mini", str(tiny), str(flat), devkit=str(tmp_path / "tv"), **FAST)
+    assert by_torchvision["data_source"] == "ilsvrc-devkit"
+    for r in (by_file, by_devkit, by_torchvision):
         assert r["count"] == expected["count"]
         assert r["top1"] == pytest.approx(expected["top1"]) and r["top5"] == pytest.approx(expected["top5"])
     assert by_devkit["data_source"] == "ilsvrc-devkit" and by_file["data_source"] == "labels-file"
@@ -308,6 +316,12 @@ def test_cli_json_out_row_and_torchrun_two_processes_match_one(tiny, dataset, tm
     assert row["top1"] == one["top1"] and row["count"] == expected["count"] and row["backend"] == BACKEND
     assert row["checkpoint"] == str(tiny) and row["throughput"] > 0 and row["kernel"].startswith(BACKEND)
     assert row["env"]["packages"]["torch"]
+    import hashlib
+
+    weights = Path(tiny) / "model.safetensors"  # an HF directory: its weights file is the record
+    assert row["checkpoint_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert row["crop_pct"] == one["data_config"]["crop_pct"] and row["interpolation"] == "bicubic"
+    assert row["resolution"] == IMG and row["dataset"] is None  # --data given, not NATBENCH_IMAGENET
 
 
 def test_cli_missing_dataset_is_one_clear_error(tmp_path, capsys, monkeypatch):
@@ -320,3 +334,17 @@ def test_cli_missing_dataset_is_one_clear_error(tmp_path, capsys, monkeypatch):
     assert code == 2 and "NATBENCH_IMAGENET" in err and err.count("error") == 1
     (row,) = read_rows(tmp_path)
     assert row["status"] == "skipped" and "NATBENCH_IMAGENET" in row["error"]
+
+
+def test_row_records_the_dataset_when_it_came_from_natbench_imagenet(tiny, dataset, tmp_path, monkeypatch):
+    from natbench.cli import main
+    from natbench.results import read_rows
+
+    root = dataset[0]
+    monkeypatch.setenv("NATBENCH_IMAGENET", str(root))
+    args = ["accuracy", "--model", "nat_mini", "--checkpoint", str(tiny), "--batch-size", "4"]
+    args += ["--workers", "0", "--img-size", str(IMG), "--backend", BACKEND, "--no-progress", "--limit", "4"]
+    assert main([*args, "--crop-pct", "0.9", "--out", str(tmp_path)]) == 0
+    (row,) = read_rows(tmp_path)
+    assert row["dataset"] == str(root) and row["crop_pct"] == pytest.approx(0.9)
+    assert row["resolution"] == IMG and len(row["checkpoint_sha256"]) == 64

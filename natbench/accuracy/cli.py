@@ -121,9 +121,49 @@ def _device_name(env: dict[str, Any], device: str) -> str | None:
     return (env.get("cpu") or {}).get("model")
 
 
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def checkpoint_sha256(checkpoint: str | None) -> str | None:
+    """sha256 of the weights evaluated: the checkpoint file, or the weights file of an HF directory;
+    None for random init or a hub id (then the id is the record)."""
+    import hashlib
+    from pathlib import Path
+
+    if not checkpoint or checkpoint == "none":
+        return None
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        named = [path / n for n in WEIGHT_FILES if (path / n).is_file()]
+        named = named or sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+        if not named:
+            return None
+        path = named[0]
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recipe(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+    """The columns that say how an accuracy number was made: eval transform, weights, dataset."""
+    cfg = result["data_config"]
+    return {
+        "crop_pct": cfg.get("crop_pct"),
+        "interpolation": cfg.get("interpolation"),
+        "checkpoint_sha256": checkpoint_sha256(result["checkpoint"]),
+        "dataset": result["data"] if args.data is None else None,  # from NATBENCH_IMAGENET
+    }
+
+
 def _rows(args: argparse.Namespace, result: dict[str, Any]) -> list[dict[str, Any]]:
     per_backend = result.get("backends") or {result["backend"]: result}
     ref = next(iter(per_backend))
+    made = recipe(args, result)
     rows = []
     for name, r in per_backend.items():
         row = {
@@ -144,6 +184,7 @@ def _rows(args: argparse.Namespace, result: dict[str, Any]) -> list[dict[str, An
             "top5": r["top5"],
             "count": result["count"],
             "checkpoint": result["checkpoint"],
+            **made,
             "timestamp": datetime.now(UTC).isoformat(),
             "env": result["env"],
         }

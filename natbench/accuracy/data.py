@@ -166,12 +166,45 @@ def _devkit_ids_to_wnids(meta_mat: Path) -> dict[int, str]:
     return {int(i): str(w) for i, w in zip(leaves["ILSVRC2012_ID"], leaves["WNID"])}
 
 
+DEVKIT_ARCHIVE = "ILSVRC2012_devkit_t12.tar.gz"
+
+
+def _torchvision_val_wnids(devkit: Path) -> tuple[list[str], list[str]] | None:
+    """(every class's WordNet id, sorted; each validation image's WordNet id, image N at N-1) through
+    torchvision.datasets.imagenet, when
+    `devkit` is the devkit archive, a folder holding it, or a folder with the meta.bin torchvision made
+    from it; None for an extracted devkit folder (data/meta.mat), which torchvision does not read."""
+    from torchvision.datasets.imagenet import META_FILE, load_meta_file, parse_devkit_archive
+
+    folder, archive = (devkit.parent, devkit.name) if devkit.is_file() else (devkit, DEVKIT_ARCHIVE)
+    if not (folder / META_FILE).is_file():
+        if not (folder / archive).is_file():
+            return None
+        parse_devkit_archive(str(folder), archive)  # checks the archive's md5, writes folder/meta.bin
+    wnid_to_classes, val_wnids = load_meta_file(str(folder))
+    return sorted(str(w) for w in wnid_to_classes), [str(w) for w in val_wnids]
+
+
 def _from_devkit(root: Path, images: list[str], devkit: Path) -> Samples:
+    parsed = _torchvision_val_wnids(devkit)
+    if parsed is not None:
+        wnids, val_wnids = parsed
+        index = {w: i for i, w in enumerate(wnids)}
+        items = []
+        for name in images:
+            number = _val_number(root, name)
+            if not 1 <= number <= len(val_wnids):
+                raise ValueError(
+                    f"{name}: number {number} is outside the {len(val_wnids)} images of {devkit}"
+                )
+            items.append((str(root / name), index[val_wnids[number - 1]]))
+        return Samples(items=items, num_classes=len(wnids), source="ilsvrc-devkit", classes=wnids)
     meta, truth = devkit / "data" / "meta.mat", devkit / "data" / GROUND_TRUTH
     for f in (meta, truth):
         if not f.is_file():
             raise FileNotFoundError(
-                f"{f} does not exist; --devkit takes the extracted ILSVRC2012_devkit_t12 folder"
+                f"{f} does not exist; --devkit takes {DEVKIT_ARCHIVE} (or its folder, or the meta.bin "
+                "torchvision made from it) or the extracted ILSVRC2012_devkit_t12 folder"
             )
     id_to_wnid = _devkit_ids_to_wnids(meta)
     wnids = sorted(id_to_wnid.values())
@@ -179,13 +212,7 @@ def _from_devkit(root: Path, images: list[str], devkit: Path) -> Samples:
     truth_ids = [int(s) for s in truth.read_text().split()]
     items = []
     for name in images:
-        m = ILSVRC_VAL.match(name)
-        if not m:
-            raise ValueError(
-                f"{root / name} is not named ILSVRC2012_val_NNNNNNNN.JPEG; --devkit labels images "
-                "by their number, use --labels FILE for other names"
-            )
-        number = int(m.group(1))
+        number = _val_number(root, name)
         if not 1 <= number <= len(truth_ids):
             raise ValueError(f"{name}: number {number} is outside the {len(truth_ids)} lines of {truth}")
         ilsvrc_id = truth_ids[number - 1]
@@ -195,6 +222,16 @@ def _from_devkit(root: Path, images: list[str], devkit: Path) -> Samples:
             )
         items.append((str(root / name), index[id_to_wnid[ilsvrc_id]]))
     return Samples(items=items, num_classes=len(wnids), source="ilsvrc-devkit", classes=wnids)
+
+
+def _val_number(root: Path, name: str) -> int:
+    m = ILSVRC_VAL.match(name)
+    if not m:
+        raise ValueError(
+            f"{root / name} is not named ILSVRC2012_val_NNNNNNNN.JPEG; --devkit labels images "
+            "by their number, use --labels FILE for other names"
+        )
+    return int(m.group(1))
 
 
 def even_subset(count: int, limit: int | None) -> list[int]:

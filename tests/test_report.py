@@ -178,8 +178,8 @@ def test_site_has_every_page_figure_and_number(two_sets, tmp_path):
     ratio = (site / "ratio.html").read_text()
     assert "150" in ratio and "114" in ratio  # ours and the paper's first point
     latency = (site / "latency.html").read_text()
-    assert re.search(r"NA tiled</td><td>1(\.0+)?</td>", latency)
-    assert re.search(r"full</td><td>2(\.0+)?</td>", latency)
+    assert re.search(r"NA tiled</td><td>1(\.0+)? \[1(\.0+)?, 1(\.0+)?\]</td>", latency)
+    assert re.search(r"full</td><td>2(\.0+)? \[2(\.0+)?, 2(\.0+)?\]</td>", latency)
     models = (site / "models.html").read_text()
     assert "nat_mini" in models and "2.7" in models and "2,135" in models
     claims = (site / "claims.html").read_text()
@@ -220,9 +220,14 @@ def test_cli_errors_clearly_for_a_missing_directory(tmp_path, capsys):
     assert "has no results.jsonl" in capsys.readouterr().err
 
 
-def test_fit_exponent_needs_two_sizes():
-    assert report_data.fit_exponent([4, 4], [1.0, 2.0]) is None
+def test_report_fits_with_the_claims_fitter_and_needs_three_sizes():
+    from natbench.claims.scaling import fit_power_law
+
+    assert report_data.fit_exponent([4, 16], [1.0, 2.0]) is None
     assert report_data.fit_exponent([1, 4, 16], [3.0, 6.0, 12.0]) == pytest.approx(math.log(2) / math.log(4))
+    x, y = [1, 4, 16, 64, 256], [1.0, 2.5, 5.0, 13.0, 24.0]
+    ours = report_data.fit(x, y)  # the 4 largest sizes, as the claims
+    assert ours == fit_power_law(x[1:], y[1:]) and ours.ci_low < ours.exponent < ours.ci_high
 
 
 needs_chromium = pytest.mark.skipif(

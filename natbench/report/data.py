@@ -141,17 +141,22 @@ def series_label(row: pd.Series) -> str:
 FIT_LARGEST = 4  # as the complexity claims: small maps are dominated by fixed per-call costs
 
 
-def fit_exponent(tokens, values) -> float | None:
-    """b in value ~ tokens**b (least squares on log-log) over the FIT_LARGEST largest sizes; None with
-    fewer than two distinct sizes."""
+def fit(tokens, values):
+    """The claims' power-law fit (natbench.claims.scaling.fit_power_law: exponent and its 95 % interval) of
+    value ~ tokens**b over the FIT_LARGEST largest sizes; None with fewer than three distinct sizes."""
+    from natbench.claims.scaling import fit_power_law
+
     pairs = [(t, v) for t, v in zip(tokens, values, strict=True) if t > 0 and v > 0 and not math.isnan(v)]
     pairs = sorted(pairs)[-FIT_LARGEST:]
-    if len({t for t, _ in pairs}) < 2:
+    if len({t for t, _ in pairs}) < 3:
         return None
-    import numpy as np
+    return fit_power_law([p[0] for p in pairs], [p[1] for p in pairs])
 
-    x, y = np.log([p[0] for p in pairs]), np.log([p[1] for p in pairs])
-    return float(np.polyfit(x, y, 1)[0])
+
+def fit_exponent(tokens, values) -> float | None:
+    """b of `fit`, or None."""
+    result = fit(tokens, values)
+    return None if result is None else result.exponent
 
 
 def _ops_with(frame: pd.DataFrame, value: str) -> pd.DataFrame:
@@ -173,12 +178,14 @@ def _series(data: pd.DataFrame, x: str, value: str, fit_x: str) -> list[dict[str
     series = []
     for name, s in data.groupby("series"):
         s = s.groupby(x, as_index=False).agg(fit=(fit_x, "first"), value=(value, "median"))
+        power = fit(s["fit"], s["value"])
         series.append(
             {
                 "name": name,
                 "x": s[x].tolist(),
                 "value": s["value"].tolist(),
-                "exponent": fit_exponent(s["fit"], s["value"]),
+                "exponent": None if power is None else power.exponent,
+                "ci": None if power is None else (power.ci_low, power.ci_high),
             }
         )
     return series
@@ -289,11 +296,13 @@ def model_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def history(frame: pd.DataFrame, dirs: list[str]) -> pd.DataFrame:
-    """Median latency per ok case (rows) in each result set (columns, in the order given)."""
+    """Median latency per ok case and machine (rows) in each result set (columns, in the order given)."""
     timed = frame[(frame["status"] == "ok") & frame["latency_ms"].notna()]
     if timed.empty:
         return pd.DataFrame()
-    table = timed.pivot_table(index="case_id", columns="source", values="latency_ms", aggfunc="last")
+    # a case on two machines is two histories
+    timed = timed.assign(case=timed["case_id"] + " @ " + timed["machine"].astype(str))
+    table = timed.pivot_table(index="case", columns="source", values="latency_ms", aggfunc="last")
     return table.reindex(columns=[str(d) for d in dirs])
 
 

@@ -119,6 +119,7 @@ def collect() -> dict[str, Any]:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "git_sha": _git_sha(),
         "hostname": platform.node(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
     return env
 

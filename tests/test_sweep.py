@@ -404,9 +404,11 @@ def test_four_concurrent_shards_one_killed_then_resumed(tmp_path):
 
 def test_local_executor_runs_the_smoke_preset_through_submitit(tmp_path):
     out = tmp_path / "smoke"
-    done = natbench("sweep", "--preset", "smoke", "--out", str(out), "--executor", "local", "--workers", "2")
+    # one worker per GPU index (the smoke cases are CPU cases: the indices need no GPU here)
+    done = natbench("sweep", "--preset", "smoke", "--out", str(out), "--executor", "local", "--gpus", "0,1")
     assert done.returncode == 0, done.stderr
     assert "2 local workers finished" in done.stdout
+    assert sorted(e["cuda_visible_devices"] for e in results.read_envs(out).values()) == ["0", "1"]
     frame = results.load(out)
     _, specs = plan("smoke")
     assert sorted(frame["case_id"]) == sorted(s.case_id for s in specs)

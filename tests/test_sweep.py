@@ -430,3 +430,17 @@ def test_slurm_dry_run_prints_the_job_array(tmp_path, capsys):
         cli(["sweep", "--preset", "smoke", "--out", str(tmp_path), "--executor", "local", "--gpus", "a"]) == 2
     )
     assert "--gpus takes GPU indices" in capsys.readouterr().err
+
+
+def test_a_preempted_slurm_task_requeues_as_a_resuming_shard():
+    import pickle
+
+    from natbench.sweep.executor import RequeueingShardTask, ShardTask, _tasks
+
+    tasks = _tasks("smoke", "/shared/out", 3, {"force": True, "threads": 1}, requeue=True)
+    assert [t.shard for t in tasks] == [(0, 3), (1, 3), (2, 3)]
+    again = pickle.loads(pickle.dumps(tasks[1]))  # submitit pickles each task
+    assert isinstance(again, RequeueingShardTask) and again.shard == (1, 3)
+    requeued = again.checkpoint().function
+    assert requeued.shard == (1, 3) and requeued.options == {"threads": 1}  # resumes: no second --force
+    assert type(_tasks("smoke", "o", 1, {}, requeue=False)[0]) is ShardTask

@@ -400,6 +400,9 @@ def test_four_concurrent_shards_one_killed_then_resumed(tmp_path):
     assert sorted(ids) == sorted(s.case_id for s in specs)  # union == grid, 0 duplicates, 0 lost
     assert len({r["fingerprint"] for r in rows}) == 1
     assert len(list((out / results.ROWS_DIR).glob("*.jsonl"))) == 5 == len(results.read_envs(out))
+    status = natbench("sweep", "--status", "--preset", str(preset), "--out", str(out))
+    assert "total 12: done 12, failed 0, stale 0, pending 0" in status.stdout
+    assert "malformed lines skipped: 1" in status.stdout
 
 
 def test_local_executor_runs_the_smoke_preset_through_submitit(tmp_path):

@@ -141,9 +141,12 @@ def _status(args: argparse.Namespace) -> int:
     from natbench.sweep.runner import case_states, fingerprints, plan, status_report
 
     preset, specs = plan(args.preset, args.grid, args.shard)
-    states = case_states(args.out, specs, fingerprints(preset, specs, collect(), args.threads))
+    malformed: list[str] = []
+    states = case_states(args.out, specs, fingerprints(preset, specs, collect(), args.threads), malformed)
     print(f"{preset.name} in {args.out}:")
     print(status_report(states))
+    if malformed:
+        print(f"malformed lines skipped: {len(malformed)} ({', '.join(malformed[:5])})")
     return 0
 
 

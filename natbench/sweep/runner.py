@@ -51,13 +51,13 @@ STATES = ("done", "failed", "stale", "pending")
 
 
 def case_states(
-    out: str | os.PathLike, specs: list[CaseSpec], prints: dict[str, str]
+    out: str | os.PathLike, specs: list[CaseSpec], prints: dict[str, str], malformed: list[str] | None = None
 ) -> list[tuple[str, str, str | None]]:
     """(case_id, state, newest status) per case: done (ok / unsupported / skipped here), failed (error, oom,
     timeout here), stale (rows only from another environment) or pending (no row)."""
     newest: dict[tuple, str] = {}
     seen: set[str] = set()
-    for r in results.read_rows(out) if Path(out).is_dir() else []:
+    for r in results.read_rows(out, malformed) if Path(out).is_dir() else []:
         newest[(r.get("case_id"), r.get("fingerprint"))] = r.get("status")
         seen.add(r.get("case_id"))
     states = []

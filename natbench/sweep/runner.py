@@ -1,4 +1,5 @@
-"""Run a preset's cases, each in its own process, appending one row per finished case; resumable."""
+"""Run a preset's cases, each in its own process, appending one row per finished case to this writer's own
+file; resumable: a case is done when a row with its case_id and this environment's fingerprint exists."""
 
 from __future__ import annotations
 

@@ -177,11 +177,13 @@ def _series(data: pd.DataFrame, x: str, value: str, fit_x: str) -> list[dict[str
     """One line per backend: median `value` per `x`, and the exponent b of value ~ fit_x**b."""
     series = []
     for name, s in data.groupby("series"):
+        machine = str(s["machine"].iloc[0])
         s = s.groupby(x, as_index=False).agg(fit=(fit_x, "first"), value=(value, "median"))
         power = fit(s["fit"], s["value"])
         series.append(
             {
                 "name": name,
+                "machine": machine,
                 "x": s[x].tolist(),
                 "value": s["value"].tolist(),
                 "exponent": None if power is None else power.exponent,

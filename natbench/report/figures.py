@@ -18,6 +18,13 @@ def _save(fig: Figure, path: Path) -> str:
     return path.name
 
 
+LINESTYLES = ("-", "--", "-.", ":")  # one per machine, so that equal curves of two machines both show
+
+
+def _styles(machines) -> dict[str, str]:
+    return {m: LINESTYLES[i % len(LINESTYLES)] for i, m in enumerate(sorted(set(machines)))}
+
+
 XLABELS = {"resolution": "feature map side (tokens = side^2)", "kernel_size": "kernel / window size"}
 
 
@@ -26,9 +33,10 @@ def scaling(group: dict[str, Any], ylabel: str, path: Path, scale: float = 1.0) 
     the legend."""
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
+    styles = _styles(s["machine"] for s in group["series"])
     for s in group["series"]:
         label = s["name"] + (f" (~{group['fit']}^{s['exponent']:.2f})" if s["exponent"] is not None else "")
-        ax.plot(s["x"], [v * scale for v in s["value"]], marker="o", label=label)
+        ax.plot(s["x"], [v * scale for v in s["value"]], styles[s["machine"]], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel(XLABELS[group["x"]])
@@ -50,6 +58,7 @@ def na_vs_window(
     if paper_key == "speed_tiled_cuda":
         plain = paper["speed_plain_pytorch"]
         ax.plot(res[: len(plain)], plain, "k:", marker="x", label="paper (speed_plain_pytorch)")
+    styles = _styles(pairs["machine"])
     for (backend, k, machine), part in pairs.dropna(subset=[column]).groupby(
         ["backend", "kernel_size", "machine"]
     ):
@@ -57,7 +66,11 @@ def na_vs_window(
         if len(part) < 2:  # one size only: the kernel-size figure shows it
             continue
         ax.plot(
-            part["resolution"], part[column], marker="o", label=f"ours: NA {backend}, k={int(k)}, {machine}"
+            part["resolution"],
+            part[column],
+            styles[machine],
+            marker="o",
+            label=f"ours: NA {backend}, k={int(k)}, {machine}",
         )
     ax.axhline(100, color="gray", lw=0.8)
     ax.set_xscale("log", base=2)
@@ -73,6 +86,7 @@ def ratio_vs_kernel(pairs: pd.DataFrame, column: str, ylabel: str, path: Path) -
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     drawn = 0
+    styles = _styles(pairs["machine"])
     for (backend, res, machine), part in pairs.dropna(subset=[column]).groupby(
         ["backend", "resolution", "machine"]
     ):
@@ -81,6 +95,7 @@ def ratio_vs_kernel(pairs: pd.DataFrame, column: str, ylabel: str, path: Path) -
             ax.plot(
                 part["kernel_size"],
                 part[column],
+                styles[machine],
                 marker="o",
                 label=f"NA {backend}, {int(res)}x{int(res)}, {machine}",
             )

@@ -7,6 +7,7 @@ results directory; every shard writes its own rows file, and a requeued or rerun
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,11 @@ def slurm_script(out: str | Path, count: int, opts: SlurmOptions, name: str) -> 
 
 def submit_slurm(preset: str, out: str | Path, count: int, options: dict[str, Any], opts: SlurmOptions):
     """Submit the shards as one SLURM job array; returns the submitit jobs (one per array task)."""
+    if shutil.which("sbatch") is None:
+        raise ValueError(
+            "no SLURM here (sbatch is not on PATH): run on a cluster login node, "
+            "or add --dry-run to print the job, or use --executor local"
+        )
     executor = submitit.SlurmExecutor(folder=Path(out) / JOBS_DIR / "%j", max_num_timeout=opts.max_requeues)
     executor.update_parameters(**slurm_parameters(opts, Path(str(preset)).stem))
     tasks = _tasks(preset, out, count, options, opts.requeue)

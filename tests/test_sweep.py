@@ -25,7 +25,8 @@ BUNDLED = {"smoke", "cpu-quick", "paper-table3", "na-vs-wsa", "kernel-scaling", 
 
 
 def write_preset(path: Path, grids: str, **settings) -> Path:
-    settings = {"min_run_time": 0.01, "warmup": 0.0, "min_samples": 2, **settings}
+    # one process per case: repeats and pairs have their own tests (tests/test_repeat.py)
+    settings = {"min_run_time": 0.01, "warmup": 0.0, "min_samples": 2, "repeats": 1, **settings}
     lines = "\n".join(f"{k} = {v}" for k, v in settings.items())
     path.write_text(
         textwrap.dedent("""
@@ -82,7 +83,7 @@ def test_bundled_presets_parse_and_expand():
         ('[[grid]]\ntarget = "na"\ndtype = ["float64"]\n', "grid 1: dtype must be one of"),
         ('[[grid]]\ntarget = "na"\nresolution = []\n', "resolution is an empty list"),
         ('[sweep]\n[[grid]]\ntarget = "na"\n', r"unknown key\(s\) \['sweep'\]"),
-        ('[settings]\nrepeats = 3\n[[grid]]\ntarget = "na"\n', r"unknown setting\(s\) \['repeats'\]"),
+        ('[settings]\nrepeat = 3\n[[grid]]\ntarget = "na"\n', r"unknown setting\(s\) \['repeat'\]"),
         ('description = "no grid"\n', "needs at least one"),
         ('[[grid]]\ntarget = "nat_nano"\n', "unknown target"),
     ],

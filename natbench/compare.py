@@ -53,6 +53,7 @@ class CaseDelta:
     base_n: int
     new_n: int
     verdict: str  # regression | improvement | unchanged
+    busy: bool = False  # either row was measured on a busy machine (loadavg above its CPUs)
 
 
 @dataclass
@@ -217,8 +218,9 @@ def judge(
         test = "threshold only: no per-process values or samples"
         sig_worse = sig_better = True
     verdict = "regression" if worse and sig_worse else "improvement" if better and sig_better else "unchanged"
+    busy = any(r.get("busy") is True for r in (base, new))
     return CaseDelta(
-        new.get("case_id"), _describe(new), b, n, ratio, p, test, len(b_vals), len(n_vals), verdict
+        new.get("case_id"), _describe(new), b, n, ratio, p, test, len(b_vals), len(n_vals), verdict, busy
     )
 
 
@@ -298,6 +300,7 @@ def format_text(result: Comparison) -> str:
         lines.append(
             f"{c.verdict:<12} {c.ratio:>7.3f} {p:>6} {_fmt(c.base, result.metric):>11} "
             f"{_fmt(c.new, result.metric):>11}  {c.case_id} [{c.test}]"
+            + (" (busy machine)" if c.busy else "")
         )
     if not result.cases:
         lines.append("(nothing comparable: see the reasons below)")

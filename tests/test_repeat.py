@@ -77,7 +77,8 @@ def test_run_repeated_measures_in_r_fresh_processes(cases):
     assert row["status"] == "ok" and row["repeats"] == 3 and len(row["latency_process_ms"]) == 3
     assert row["latency_ci_low_ms"] <= row["latency_ms"] <= row["latency_ci_high_ms"]
     assert row["peak_mem_ci_low_bytes"] <= row["peak_mem_bytes"] <= row["peak_mem_ci_high_bytes"]
-    assert isinstance(row["busy"], bool) and row["affinity"] and row["allocator"].startswith("glibc")
+    assert isinstance(row["busy"], bool) and row["affinity"]
+    assert row["allocator"].startswith("glibc malloc") and "mmap_threshold=32MiB" in row["allocator"]
     results.append_row(cases / "out", row)  # every column it writes is declared
     failed = run_repeated({"target": "pair_cases:fails", "device": "cpu"}, 60, FAST, repeats=3)
     assert failed["status"] == "error" and failed["repeats"] == 0 and "broken case" in failed["error"]

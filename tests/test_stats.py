@@ -75,3 +75,15 @@ def test_one_value_per_size_falls_back_to_the_ols_interval_and_claims_keep_their
     assert fit.method.startswith("ols") and fit.points == 4
     assert fit.exponent == pytest.approx(1.5, abs=0.05) and fit.ci_low < fit.exponent < fit.ci_high
     assert fit.r2 > 0.99 and fit.stderr > 0
+
+
+def test_claims_fit_counts_a_row_read_twice_once():
+    x = [1.0, 2.0, 4.0, 8.0, 16.0]
+    y = [1.0, 2.1, 3.9, 8.2, 15.8]
+    once = claims_fit(x, y)
+    twice = claims_fit(x + x, y + y)
+    assert (
+        (twice.points, twice.ci_low, twice.ci_high)
+        == (once.points, once.ci_low, once.ci_high)
+        == (5, once.ci_low, once.ci_high)
+    )

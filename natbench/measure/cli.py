@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from natbench.measure.repeat import DEFAULT_REPEATS
 from natbench.measure.spec import DTYPES, HELP, MODES
 from natbench.results import CASE_PARAMS
 
@@ -36,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeats",
         type=int,
-        default=3,
+        default=DEFAULT_REPEATS,
         metavar="R",
-        help="fresh processes to measure in (default 3): the row's interval is across them",
+        help=f"fresh processes to measure in (default {DEFAULT_REPEATS}): the row's interval is across them",
     )
     parser.add_argument(
         "--in-process",

@@ -62,9 +62,10 @@ def _child(
         sys.stderr.flush()
         os.dup2(fd, 1)
         os.dup2(fd, 2)
-    if memory_limit and device != "cuda":  # CUDA reserves vast address space: CPU cases only
-        from natbench.measure.memory import limit_address_space
+    from natbench.measure.memory import fix_malloc_thresholds, limit_address_space
 
+    fix_malloc_thresholds()  # the same allocator state in every case process (see memory.py)
+    if memory_limit and device != "cuda":  # CUDA reserves vast address space: CPU cases only
         limit_address_space(memory_limit)
     if threads:
         import torch

@@ -129,6 +129,31 @@ class PeakMemory:
         return "rss: built + VmHWM of one call" if self._hwm_reset else "ru_maxrss - baseline"
 
 
+# glibc adapts its mmap and trim thresholds to the sizes freed so far, so that whether a tensor comes from
+# the heap (reused) or from fresh mmap pages (faulted in on every call) depends on what ran before, and on
+# how many warm-up calls fit in the warm-up time. Fixed at glibc's own ceiling, the steady state a long-
+# running process reaches, every process starts in the same state.
+MMAP_THRESHOLD = 32 * 2**20
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_fixed_thresholds = False
+
+
+def fix_malloc_thresholds() -> bool:
+    """Fix glibc's mmap / trim thresholds for this process (a fresh case process); False if not glibc."""
+    global _fixed_thresholds
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+        ok = ok and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    except (OSError, AttributeError):
+        ok = False
+    _fixed_thresholds = ok
+    return ok
+
+
 _ALLOCATOR_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")
 
 
@@ -144,6 +169,9 @@ def process_settings() -> dict:
     conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
     if conf:
         env["PYTORCH_CUDA_ALLOC_CONF"] = conf
+    if _fixed_thresholds:
+        env["mmap_threshold"] = f"{MMAP_THRESHOLD >> 20}MiB"
+        env["trim_threshold"] = f"{TRIM_THRESHOLD >> 20}MiB"
     allocator = "glibc malloc" + ("; " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())) if env else "")
     return {"affinity": affinity, "allocator": allocator}
 

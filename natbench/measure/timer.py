@@ -96,8 +96,10 @@ def warm_up(fn: Callable[[], object], device: torch.device, config: TimerConfig)
 PRIME_SECONDS = 0.1
 
 
-def prime_runtime(device: torch.device | str, seconds: float = PRIME_SECONDS) -> None:
-    """Run a generic workload (matmuls) for `seconds` on the process's threads before anything is timed."""
+def prime_runtime(device: torch.device | str, seconds: float | None = None) -> None:
+    """Run a generic workload (matmuls) for `seconds` (PRIME_SECONDS) on the process's threads before
+    anything is timed."""
+    seconds = PRIME_SECONDS if seconds is None else seconds
     device = torch.device(device)
     a = torch.randn(256, 256, device=device)
     start = time.perf_counter()

@@ -1,12 +1,16 @@
-"""`natbench compare BASE NEW`: per-case latency ratios of two result sets, regressions flagged.
+"""`natbench compare BASE NEW`: per-case ratios of two result sets; a regression must be real and large.
 
-A case regresses when NEW/BASE exceeds 1 + threshold AND the slowdown is larger than the timing noise:
-the ratio band built from both medians +- half their interquartile ranges lies entirely above 1.
+A case regresses when NEW is worse than BASE by more than the threshold (ratio of medians) AND a one-sided
+Mann-Whitney U test (scipy.stats.mannwhitneyu) over the per-process values (`latency_process_ms`,
+`peak_mem_process_bytes`: one value per fresh process) says NEW is worse at level alpha. Rows written before
+per-process values existed fall back to their within-run samples (latency), or to the threshold alone, and
+the line says so. Exit codes: 0 no regression, 1 regression(s), 2 bad input or no case comparable.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import sys
@@ -17,29 +21,52 @@ from typing import Any
 from natbench.results import CASE_PARAMS, RESULTS_FILE, has_rows
 
 DESCRIBE = ("kind", *CASE_PARAMS)
+ALPHA = 0.05
+MACHINE_KEYS = ("machine", "device_name", "threads")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    column: str
+    per_process: str | None
+    unit: str
+    higher_is_worse: bool
+
+
+METRICS = {
+    "latency": Metric("latency", "latency_ms", "latency_process_ms", "ms", True),
+    "memory": Metric("memory", "peak_mem_bytes", "peak_mem_process_bytes", "bytes", True),
+    "throughput": Metric("throughput", "throughput", "latency_process_ms", "img/s", False),
+}
 
 
 @dataclass
 class CaseDelta:
     case_id: str
     describe: str
-    base_ms: float
-    new_ms: float
-    ratio: float  # NEW / BASE latency: > 1 is slower
-    ratio_low: float
-    ratio_high: float
+    base: float
+    new: float
+    ratio: float  # NEW / BASE of the metric's medians
+    p_value: float | None  # one-sided Mann-Whitney U, NEW worse than BASE (None: no test possible)
+    test: str  # what the verdict rests on
+    base_n: int
+    new_n: int
     verdict: str  # regression | improvement | unchanged
+    busy: bool = False  # either row was measured on a busy machine (loadavg above its CPUs)
 
 
 @dataclass
 class Comparison:
     base: str
     new: str
+    metric: str
     threshold: float
+    alpha: float
     cases: list[CaseDelta]
     only_in_base: list[str]
     only_in_new: list[str]
-    not_comparable: list[dict[str, Any]]  # case in both but not ok (or without latency) in one
+    not_comparable: list[dict[str, Any]]  # in both, but no verdict possible: each with its reason
 
     @property
     def regressions(self) -> list[CaseDelta]:
@@ -49,11 +76,20 @@ class Comparison:
     def improvements(self) -> list[CaseDelta]:
         return [c for c in self.cases if c.verdict == "improvement"]
 
+    @property
+    def exit_code(self) -> int:
+        if self.regressions:
+            return 1
+        return 0 if self.cases else 2
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "base": self.base,
             "new": self.new,
+            "metric": self.metric,
             "threshold": self.threshold,
+            "alpha": self.alpha,
+            "exit_code": self.exit_code,
             "regressions": [asdict(c) for c in self.regressions],
             "improvements": [asdict(c) for c in self.improvements],
             "unchanged": [asdict(c) for c in self.cases if c.verdict == "unchanged"],
@@ -63,12 +99,28 @@ class Comparison:
         }
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _number(value) -> float | None:
     try:
         x = float(value)
     except (TypeError, ValueError):
         return None
     return None if math.isnan(x) else x
+
+
+def _list(value) -> list[float]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    if value is None or isinstance(value, float) or not hasattr(value, "__iter__"):
+        return []
+    out = [_number(v) for v in value]
+    return [v for v in out if v is not None]
 
 
 def _load(directory: str | Path):
@@ -86,14 +138,15 @@ def _load(directory: str | Path):
     frame = load(path)
     if frame.empty:
         raise ValueError(f"{path} has no rows")
-    return {row["case_id"]: row for row in frame.to_dict("records")}
+    rows = frame.to_dict("records")
+    return {r["case_id"]: r for r in rows if r.get("kind") != "pair"}
 
 
 def _describe(row: dict[str, Any]) -> str:
     parts = []
     for col in DESCRIBE:
         value = row.get(col)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if _missing(value):
             continue
         if isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -101,64 +154,128 @@ def _describe(row: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def ratio_band(base_ms: float, base_iqr: float, new_ms: float, new_iqr: float) -> tuple[float, float]:
-    """Lowest and highest NEW/BASE ratio with each median moved by half its IQR."""
-    low_den = base_ms + base_iqr / 2
-    high_den = base_ms - base_iqr / 2
-    low = max(new_ms - new_iqr / 2, 0.0) / low_den
-    high = (new_ms + new_iqr / 2) / high_den if high_den > 0 else math.inf
-    return low, high
+def machine_mismatch(b: dict[str, Any], n: dict[str, Any]) -> list[str]:
+    """What differs between the machines of two rows (missing on both sides is no difference)."""
+    out = []
+    for key in MACHINE_KEYS:
+        bv, nv = b.get(key), n.get(key)
+        if _missing(bv) and _missing(nv):
+            continue
+        if key == "machine" and (_missing(bv) or _missing(nv)):
+            continue  # older rows have no machine column: device_name and threads decide
+        if _missing(bv) or _missing(nv) or bv != nv:
+            out.append(f"{key} {bv} vs {nv}")
+    return out
 
 
-def classify(ratio: float, low: float, high: float, threshold: float) -> str:
-    if ratio > 1 + threshold and low > 1:
-        return "regression"
-    if ratio < 1 / (1 + threshold) and high < 1:
-        return "improvement"
-    return "unchanged"
+def _values(row: dict[str, Any], metric: Metric) -> tuple[float | None, list[float], str]:
+    """(point, per-unit values, what the values are) of one row for a metric."""
+    point = _number(row.get(metric.column))
+    per = _list(row.get(metric.per_process))
+    kind = "processes"
+    if metric.name == "latency" and len(per) < 2:
+        per, kind = _list(row.get("latency_samples_ms")), "within-run samples"
+    if metric.name == "throughput":
+        batch = _number(row.get("batch")) or 1.0
+        per = [batch * 1e3 / v for v in per if v > 0]
+        if len(per) < 2:
+            per = [batch * 1e3 / v for v in _list(row.get("latency_samples_ms")) if v > 0]
+            kind = "within-run samples"
+    if len(per) < 2:
+        per, kind = [], "none"
+    return point, per, kind
 
 
-def compare(base: str | Path, new: str | Path, threshold: float = 0.1) -> Comparison:
-    """Join two result directories on case_id and classify every case ok in both."""
+def judge(
+    base: dict[str, Any], new: dict[str, Any], metric: Metric, threshold: float, alpha: float = ALPHA
+) -> CaseDelta | str:
+    """A CaseDelta for two rows of one case, or why they cannot be compared."""
+    from scipy.stats import mannwhitneyu
+
+    if base.get("status") != "ok" or new.get("status") != "ok":
+        return f"not ok in both: base {base.get('status')}, new {new.get('status')}"
+    machine = machine_mismatch(base, new)
+    if machine:
+        return "measured on different machines: " + ", ".join(machine)
+    b, b_vals, b_kind = _values(base, metric)
+    n, n_vals, n_kind = _values(new, metric)
+    if not b or not n or b <= 0 or n <= 0:
+        return f"no {metric.column} in {'base' if not b else 'new'}"
+    ratio = n / b
+    worse = ratio > 1 + threshold if metric.higher_is_worse else ratio < 1 / (1 + threshold)
+    better = ratio < 1 / (1 + threshold) if metric.higher_is_worse else ratio > 1 + threshold
+    p = None
+    if b_vals and n_vals:
+        side = "greater" if metric.higher_is_worse else "less"
+        p = float(mannwhitneyu(n_vals, b_vals, alternative=side).pvalue)
+        p_better = float(
+            mannwhitneyu(n_vals, b_vals, alternative="less" if side == "greater" else "greater").pvalue
+        )
+        kinds = {b_kind, n_kind}
+        test = f"Mann-Whitney U over {' / '.join(sorted(kinds))} ({len(b_vals)} vs {len(n_vals)})"
+        if kinds != {"processes"}:
+            test += ": old rows without per-process values, between-run noise not measured"
+        sig_worse, sig_better = p <= alpha + 1e-12, p_better <= alpha + 1e-12
+    else:
+        test = "threshold only: no per-process values or samples"
+        sig_worse = sig_better = True
+    verdict = "regression" if worse and sig_worse else "improvement" if better and sig_better else "unchanged"
+    busy = any(r.get("busy") is True for r in (base, new))
+    return CaseDelta(
+        new.get("case_id"), _describe(new), b, n, ratio, p, test, len(b_vals), len(n_vals), verdict, busy
+    )
+
+
+def _selected(case_id: str, row: dict[str, Any], patterns: list[str]) -> bool:
+    if not patterns:
+        return True
+    text = f"{case_id} {_describe(row)}"
+    return any(fnmatch.fnmatch(case_id, p) if any(c in p for c in "*?[") else p in text for p in patterns)
+
+
+def compare(
+    base: str | Path,
+    new: str | Path,
+    threshold: float = 0.1,
+    metric: str = "latency",
+    filters: list[str] | None = None,
+    alpha: float = ALPHA,
+) -> Comparison:
+    """Join two result directories on case_id and judge every case in both (pair rows are left out)."""
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0 (a fraction, 0.1 = 10 %), got {threshold}")
-    base_rows, new_rows = _load(base), _load(new)
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    m = METRICS[metric]
+    patterns = list(filters or [])
+    base_rows = {k: v for k, v in _load(base).items() if _selected(k, v, patterns)}
+    new_rows = {k: v for k, v in _load(new).items() if _selected(k, v, patterns)}
+    if patterns and not base_rows and not new_rows:
+        raise ValueError(f"--filter {' '.join(patterns)} matches no case in either result set")
     cases, not_comparable = [], []
     for case_id in sorted(set(base_rows) & set(new_rows)):
         b, n = base_rows[case_id], new_rows[case_id]
-        b_ms, n_ms = _number(b.get("latency_ms")), _number(n.get("latency_ms"))
-        # a different CPU/GPU or thread count changes the time without any change in the code
-        machine = [
-            f"{k} {b.get(k)} vs {n.get(k)}" for k in ("device_name", "threads") if b.get(k) != n.get(k)
-        ]
-        if b.get("status") != "ok" or n.get("status") != "ok" or not b_ms or not n_ms or machine:
-            if machine:
-                reason = "measured on different machines: " + ", ".join(machine)
-            else:
-                reason = "no latency" if b.get("status") == n.get("status") == "ok" else "not ok in both"
+        got = judge(b, n, m, threshold, alpha)
+        if isinstance(got, str):
             not_comparable.append(
                 {
                     "case_id": case_id,
                     "base_status": b.get("status"),
                     "new_status": n.get("status"),
-                    "reason": reason,
+                    "reason": got,
                     "describe": _describe(n),
                 }
             )
-            continue
-        b_iqr = _number(b.get("latency_iqr_ms")) or 0.0
-        n_iqr = _number(n.get("latency_iqr_ms")) or 0.0
-        ratio = n_ms / b_ms
-        low, high = ratio_band(b_ms, b_iqr, n_ms, n_iqr)
-        cases.append(
-            CaseDelta(
-                case_id, _describe(n), b_ms, n_ms, ratio, low, high, classify(ratio, low, high, threshold)
-            )
-        )
+        else:
+            cases.append(got)
     return Comparison(
         str(base),
         str(new),
+        metric,
         threshold,
+        alpha,
         cases,
         sorted(set(base_rows) - set(new_rows)),
         sorted(set(new_rows) - set(base_rows)),
@@ -166,36 +283,40 @@ def compare(base: str | Path, new: str | Path, threshold: float = 0.1) -> Compar
     )
 
 
+def _fmt(value: float, metric: str) -> str:
+    return f"{value / 2**20:.2f} MiB" if metric == "memory" else f"{value:.4g}"
+
+
 def format_text(result: Comparison) -> str:
+    m = METRICS[result.metric]
     lines = [
         f"base: {result.base}",
         f"new:  {result.new}",
-        f"threshold: {result.threshold:.0%} (and outside the IQR noise band)",
+        f"metric: {result.metric} ({m.column}); regression = worse by > {result.threshold:.0%} and "
+        f"one-sided Mann-Whitney p <= {result.alpha:g}",
         "",
+        f"{'verdict':<12} {'ratio':>7} {'p':>6} {'base':>11} {'new':>11}  case",
     ]
-    header = f"{'verdict':<12} {'ratio':>7} {'band':>17} {'base ms':>10} {'new ms':>10}  case"
-    lines.append(header)
-    for c in sorted(result.cases, key=lambda c: -c.ratio):
-        band = f"[{c.ratio_low:.3f}, {c.ratio_high:.3f}]"
+    for c in sorted(result.cases, key=lambda c: -c.ratio if m.higher_is_worse else c.ratio):
+        p = "-" if c.p_value is None else f"{c.p_value:.3f}"
         lines.append(
-            f"{c.verdict:<12} {c.ratio:>7.3f} {band:>17} {c.base_ms:>10.3f} {c.new_ms:>10.3f}  "
-            f"{c.case_id} ({c.describe})"
+            f"{c.verdict:<12} {c.ratio:>7.3f} {p:>6} {_fmt(c.base, result.metric):>11} "
+            f"{_fmt(c.new, result.metric):>11}  {c.case_id} [{c.test}]"
+            + (" (busy machine)" if c.busy else "")
         )
     if not result.cases:
-        lines.append("(no case is ok in both result sets)")
+        lines.append("(nothing comparable: see the reasons below)")
     for title, ids in (("only in base", result.only_in_base), ("only in new", result.only_in_new)):
         if ids:
             lines += ["", f"{title} ({len(ids)}):"] + [f"  {i}" for i in ids]
     if result.not_comparable:
         lines += ["", f"not comparable ({len(result.not_comparable)}):"]
-        lines += [
-            f"  {d['case_id']}: base {d['base_status']}, new {d['new_status']} ({d['reason']})"
-            for d in result.not_comparable
-        ]
+        lines += [f"  {d['case_id']}: {d['reason']}" for d in result.not_comparable]
     lines += [
         "",
         f"{len(result.regressions)} regression(s), {len(result.improvements)} improvement(s), "
-        f"{len(result.cases) - len(result.regressions) - len(result.improvements)} unchanged",
+        f"{len(result.cases) - len(result.regressions) - len(result.improvements)} unchanged, "
+        f"{len(result.not_comparable)} not comparable",
     ]
     return "\n".join(lines)
 
@@ -207,15 +328,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threshold",
         type=float,
         default=0.1,
-        help="relative slowdown that counts as a regression when it also exceeds the noise "
-        "(default 0.1 = 10%%)",
+        help="relative change that counts when the test also finds it (default 0.1 = 10%%)",
     )
+    parser.add_argument("--metric", choices=tuple(METRICS), default="latency", help="what to compare")
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only cases whose id matches this glob, or whose id/parameters contain this text (repeatable)",
+    )
+    parser.add_argument("--alpha", type=float, default=ALPHA, help="one-sided test level (default 0.05)")
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
 
 def main(args: argparse.Namespace) -> int:
+    """0: no regression; 1: regression(s); 2: bad input or nothing comparable (reasons printed)."""
     try:
-        result = compare(args.base, args.new, args.threshold)
+        result = compare(
+            args.base, args.new, args.threshold, args.metric, args.filter, getattr(args, "alpha", ALPHA)
+        )
     except (FileNotFoundError, ValueError) as exc:
         print(f"natbench compare: {exc}", file=sys.stderr)
         return 2
@@ -223,4 +355,6 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(format_text(result))
-    return 1 if result.regressions else 0
+    if result.exit_code == 2:
+        print("natbench compare: no case could be compared (reasons above)", file=sys.stderr)
+    return result.exit_code

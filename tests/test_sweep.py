@@ -25,7 +25,8 @@ BUNDLED = {"smoke", "cpu-quick", "paper-table3", "na-vs-wsa", "kernel-scaling", 
 
 
 def write_preset(path: Path, grids: str, **settings) -> Path:
-    settings = {"min_run_time": 0.01, "warmup": 0.0, "min_samples": 2, **settings}
+    # one process per case: repeats and pairs have their own tests (tests/test_repeat.py)
+    settings = {"min_run_time": 0.01, "warmup": 0.0, "min_samples": 2, "repeats": 1, **settings}
     lines = "\n".join(f"{k} = {v}" for k, v in settings.items())
     path.write_text(
         textwrap.dedent("""
@@ -62,7 +63,9 @@ def test_bundled_presets_parse_and_expand():
     table3 = expand(load_preset("paper-table3"))
     assert len(table3) == 10 and {s.kind for s in table3} == {"model"}
     assert {(s.batch, s.resolution, s.dtype, s.device) for s in table3} == {(256, 224, "float16", "cuda")}
-    assert len(expand(load_preset("na-vs-wsa"))) == 2 * 6 * 9
+    na_vs_wsa = expand(load_preset("na-vs-wsa"))
+    assert sum(s.kind != "pair" for s in na_vs_wsa) == 2 * 6 * 9
+    assert sum(s.kind == "pair" for s in na_vs_wsa) == 6 * 9  # each NA case against its window case
     quick = expand(load_preset("cpu-quick"))
     for target, backend in (("na", "tiled"), ("window", "sdpa"), ("full", "sdpa")):
         at_k7 = {
@@ -82,7 +85,7 @@ def test_bundled_presets_parse_and_expand():
         ('[[grid]]\ntarget = "na"\ndtype = ["float64"]\n', "grid 1: dtype must be one of"),
         ('[[grid]]\ntarget = "na"\nresolution = []\n', "resolution is an empty list"),
         ('[sweep]\n[[grid]]\ntarget = "na"\n', r"unknown key\(s\) \['sweep'\]"),
-        ('[settings]\nrepeats = 3\n[[grid]]\ntarget = "na"\n', r"unknown setting\(s\) \['repeats'\]"),
+        ('[settings]\nrepeat = 3\n[[grid]]\ntarget = "na"\n', r"unknown setting\(s\) \['repeat'\]"),
         ('description = "no grid"\n', "needs at least one"),
         ('[[grid]]\ntarget = "nat_nano"\n', "unknown target"),
     ],
@@ -249,8 +252,13 @@ def test_smoke_preset_end_to_end_cli(tmp_path):
     assert sorted(frame["case_id"]) == sorted(s.case_id for s in specs)
     ops = frame[frame["kind"] == "op"]
     assert (ops["status"] == "ok").all(), ops[["case_id", "error"]]
-    for row in frame[frame["status"] == "ok"].itertuples():
+    for row in frame[(frame["status"] == "ok") & (frame["kind"] != "pair")].itertuples():
         assert row.latency_samples_ms and row.latency_ms >= row.latency_min_ms > 0 and row.macs > 0
+        assert row.repeats == 5 and len(row.latency_process_ms) == 5
+        assert row.latency_ci_low_ms <= row.latency_ms <= row.latency_ci_high_ms
+    (pair,) = frame[frame["kind"] == "pair"].itertuples()
+    assert pair.status == "ok" and pair.ratio_ci_low <= pair.ratio <= pair.ratio_ci_high
+    assert set(pair.pair_of) <= set(frame["case_id"])
     (env,) = results.read_envs(out).values()
     assert env["packages"]["torch"]
     assert set(frame["machine"]) == {f"cpu:{env['cpu']['model']}:{frame['threads'].iloc[0]}t"}

@@ -1,7 +1,9 @@
 """Measurement core: a spec (what to run) -> a timer (how) -> a row (what was seen).
 
 `measure_case(spec) -> row` measures in this process; `run_isolated(spec, timeout)` in a fresh one
-(peak memory, crash and timeout safety). Importing this package does not import torch.
+(peak memory, crash and timeout safety); `run_repeated(spec, repeats=5)` in R fresh ones, with 95 %
+intervals across them (natbench.measure.repeat, natbench.measure.stats). Importing this package does not
+import torch.
 """
 
 from natbench.measure.flops import model_macs, op_macs
@@ -22,4 +24,11 @@ def run_isolated(spec, timeout=None, timing=None, memory_limit=None, log_path=No
     return _run_isolated(spec, timeout, timing, memory_limit, log_path, threads)
 
 
-__all__ = ["CaseSpec", "measure_case", "model_macs", "op_macs", "run_isolated"]
+def run_repeated(spec, timeout=None, timing=None, memory_limit=None, log_path=None, threads=None, repeats=5):
+    """See natbench.measure.repeat.run_repeated."""
+    from natbench.measure.repeat import run_repeated as _run_repeated
+
+    return _run_repeated(spec, timeout, timing, memory_limit, log_path, threads, repeats)
+
+
+__all__ = ["CaseSpec", "measure_case", "model_macs", "op_macs", "run_isolated", "run_repeated"]

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from natbench.measure.flops import model_macs, op_macs, padded_side
-from natbench.measure.memory import PeakMemory
+from natbench.measure.memory import PeakMemory, process_settings
 from natbench.measure.spec import CaseSpec
-from natbench.measure.timer import TimerConfig, synchronize, time_callable, warm_up
+from natbench.measure.timer import TimerConfig, prime_runtime, synchronize, time_callable
 from natbench.results import CASE_PARAMS
 
 NEEDS_CUDA = "needs CUDA: torch.cuda.is_available() is False on this machine"
@@ -224,10 +224,15 @@ BUILDERS = {"op": build_op, "model": _model, "custom": _custom}
 
 
 def measure_case(
-    spec: CaseSpec | dict, timing: TimerConfig | dict | None = None, with_env: bool = True
+    spec: CaseSpec | dict,
+    timing: TimerConfig | dict | None = None,
+    with_env: bool = True,
+    memory: bool = True,
 ) -> dict[str, Any]:
     """Measure one case in this process and return its results row; never raises for a failing case.
 
+    Timing first (runtime primed, warm-up, timed calls with gc off), then, when `memory`, the peak-memory
+    pass: one more call after the timed ones, so the memory probe never disturbs a timed call.
     Peak memory is only meaningful when this process ran nothing before (see natbench.measure.isolate).
     """
     spec = spec if isinstance(spec, CaseSpec) else CaseSpec.from_dict(spec)
@@ -235,7 +240,7 @@ def measure_case(
     spec = spec.resolved(torch.cuda.is_available())
     row = spec_row(spec)
     try:
-        row.update(_measure(spec, config))
+        row.update(_measure(spec, config, memory))
         row["status"] = "ok"
     except Unsupported as exc:
         row.update(status="unsupported", error=str(exc))
@@ -253,24 +258,34 @@ def measure_case(
     return row
 
 
-def _measure(spec: CaseSpec, config: TimerConfig) -> dict[str, Any]:
+def prepare(spec: CaseSpec, memory: PeakMemory | None = None) -> tuple[Prepared, torch.device]:
+    """Build a resolved spec's callable on its device (imports first, so they are baseline)."""
     if spec.device == "cuda" and not torch.cuda.is_available():
         raise Unsupported(NEEDS_CUDA)
     device, dtype = torch.device(spec.device), _dtype(spec.dtype)
-    _import_for(spec)  # imports are baseline, not the case's memory
-    memory = PeakMemory(device)
-    memory.baseline()
+    _import_for(spec)
+    if memory is not None:
+        memory.baseline()
     prepared = BUILDERS[spec.kind](spec, device, dtype)
-    memory.built()
+    if memory is not None:
+        memory.built()
+    return prepared, device
+
+
+def _measure(spec: CaseSpec, config: TimerConfig, with_memory: bool = True) -> dict[str, Any]:
+    memory = PeakMemory(spec.device)
+    prepared, device = prepare(spec, memory)
+    peak = None
     with prepared.context():
-        warm_up(prepared.fn, device, config)
-        kernel = prepared.kernel()
-        prepared.before_peak()
-        memory.reset_peak()
-        prepared.fn()
-        synchronize(device)
-        peak = memory.peak_increase()
+        prime_runtime(device)
         timing = time_callable(prepared.fn, device, config)
+        kernel = prepared.kernel()
+        if with_memory:
+            prepared.before_peak()
+            memory.reset_peak()
+            prepared.fn()
+            synchronize(device)
+            peak = memory.peak_increase()
     info = prepared.info
     macs = info.get("macs")
     images = spec.batch if spec.kind == "model" else None
@@ -285,11 +300,12 @@ def _measure(spec: CaseSpec, config: TimerConfig) -> dict[str, Any]:
         "calls_per_sample": timing.calls_per_sample,
         "timer": timing.method,
         "peak_mem_bytes": peak,
-        "memory_method": memory.method,
+        "memory_method": memory.method if with_memory else None,
         "macs": macs,
         "flops": 2 * macs if macs is not None else None,
         "params": info.get("params"),
         "throughput": images / (timing.median_ms / 1e3) if images else None,
+        **process_settings(),
     }
 
 

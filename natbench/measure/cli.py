@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from natbench.measure.repeat import DEFAULT_REPEATS
 from natbench.measure.spec import DTYPES, HELP, MODES
 from natbench.results import CASE_PARAMS
 
@@ -34,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, metavar="N", help="torch threads for the case (default: torch's)"
     )
     parser.add_argument(
+        "--repeats",
+        type=int,
+        default=DEFAULT_REPEATS,
+        metavar="R",
+        help=f"fresh processes to measure in (default {DEFAULT_REPEATS}): the row's interval is across them",
+    )
+    parser.add_argument(
         "--in-process",
         action="store_true",
         help="measure in this process (no isolation; peak memory then includes earlier work)",
@@ -48,6 +56,9 @@ def main(args: argparse.Namespace) -> int:
     data = {k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None}
     data.update(target=args.target, shifted=args.shifted or None, rpb=args.rpb or None)
     timing = {"min_run_time": args.min_run_time, "l2_flush": args.l2_flush}
+    if args.repeats < 1:
+        print(f"natbench run: error: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
+        return 2
     try:
         spec = CaseSpec.from_dict(data)
         if spec.kind == "model":
@@ -69,10 +80,10 @@ def main(args: argparse.Namespace) -> int:
     else:
         import torch
 
-        from natbench.measure.isolate import run_isolated
+        from natbench.measure.repeat import run_repeated
 
         resolved = spec.resolved(torch.cuda.is_available()).to_dict()
-        row = run_isolated(resolved, args.timeout, timing, threads=args.threads)
+        row = run_repeated(resolved, args.timeout, timing, threads=args.threads, repeats=args.repeats)
         row["env"] = collect()
     if args.json:
         print(json.dumps(row, default=str, sort_keys=True))
@@ -89,13 +100,22 @@ def format_row(row: dict) -> str:
         "error",
         "kernel",
         "device_name",
+        "repeats",
         "latency_ms",
+        "latency_ci_low_ms",
+        "latency_ci_high_ms",
+        "latency_process_ms",
         "latency_iqr_ms",
         "latency_min_ms",
         "calls_per_sample",
         "timer",
         "peak_mem_bytes",
+        "peak_mem_ci_low_bytes",
+        "peak_mem_ci_high_bytes",
         "memory_method",
+        "load_before",
+        "load_after",
+        "busy",
         "macs",
         "flops",
         "params",
@@ -106,8 +126,10 @@ def format_row(row: dict) -> str:
         value = row.get(key)
         if value is None:
             continue
-        if key == "peak_mem_bytes":
+        if key.startswith("peak_mem"):
             value = f"{value / 2**20:.1f} MiB"
+        elif isinstance(value, list):
+            value = "[" + ", ".join(f"{v:.4g}" for v in value) + "]"
         elif isinstance(value, float):
             value = f"{value:.4g}"
         lines.append((key, str(value)))

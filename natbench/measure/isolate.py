@@ -37,10 +37,17 @@ def _die_with_parent() -> None:
             pass
 
 
+def _measure_task(spec: dict, timing: dict, memory: bool = True) -> dict:
+    from natbench.measure.case import measure_case
+
+    return measure_case(spec, timing, with_env=False, memory=memory)
+
+
 def _child(
     conn,
-    spec: dict,
-    timing: dict,
+    task,
+    kwargs: dict,
+    device: str | None,
     memory_limit: int | None,
     log_path: str | None,
     sys_path: list[str],
@@ -55,18 +62,16 @@ def _child(
         sys.stderr.flush()
         os.dup2(fd, 1)
         os.dup2(fd, 2)
-    if memory_limit and spec.get("device") != "cuda":  # CUDA reserves vast address space: CPU cases only
-        from natbench.measure.memory import limit_address_space
+    from natbench.measure.memory import fix_malloc_thresholds, limit_address_space
 
+    fix_malloc_thresholds()  # the same allocator state in every case process (see memory.py)
+    if memory_limit and device != "cuda":  # CUDA reserves vast address space: CPU cases only
         limit_address_space(memory_limit)
-    from natbench.measure.case import measure_case
-
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    row = measure_case(spec, timing, with_env=False)
-    conn.send(row)
+    conn.send(task(**kwargs))
     conn.close()
 
 
@@ -94,45 +99,35 @@ def _kill_group(proc) -> None:
         proc.kill()
 
 
-def run_isolated(
-    spec: dict[str, Any],
+def run_in_process(
+    task,
+    kwargs: dict[str, Any],
     timeout: float | None = None,
-    timing: dict | None = None,
+    device: str | None = None,
     memory_limit: int | None = None,
     log_path: str | os.PathLike | None = None,
     threads: int | None = None,
-) -> dict[str, Any]:
-    """The results row of `spec` measured in its own process (no `env`; the caller adds it).
-
-    A case that gives no row still gets one: status "timeout" after `timeout` seconds, "error" if its
-    process died (signal or exit code; the message ends with its last output when log_path is given).
-    memory_limit: bytes a CPU case may allocate beyond its start; past it allocations fail (status oom).
-    threads: torch intra-op threads for the case (default: torch's); 1 steadies timings on a shared machine.
-    """
-    import torch
-
-    from natbench.measure.case import spec_row
-    from natbench.measure.spec import CaseSpec
-
-    case = CaseSpec.from_dict(spec).resolved(torch.cuda.is_available())
+) -> tuple[Any, str | None, str | None]:
+    """task(**kwargs) in a fresh forkserver process: (result, None, None), or (None, status, error) when
+    it gave nothing: status "timeout" after `timeout` seconds, "error" if the process died.
+    task must be a module-level function (it is pickled by name)."""
     log = os.fspath(log_path) if log_path else None
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(
         target=_child,
-        args=(send, case.to_dict(), dict(timing or {}), memory_limit, log, list(sys.path), threads),
+        args=(send, task, kwargs, device, memory_limit, log, list(sys.path), threads),
     )
-    start = time.monotonic()
     proc.start()
     send.close()
-    row = None
+    result = None
     timed_out = False
     try:
         if recv.poll(timeout):
             try:
-                row = recv.recv()
+                result = recv.recv()
             except EOFError:
-                row = None
+                result = None
         else:
             timed_out = True
     except BaseException:  # interrupted: take the case's processes down with us
@@ -146,12 +141,45 @@ def run_isolated(
         if proc.is_alive():
             _kill_group(proc)
             proc.join()
+    if result is not None:
+        return result, None, None
+    if timed_out:
+        return None, "timeout", f"no result after {timeout:g} s (limit)" + _log_tail(log)
+    return None, "error", _describe_exit(proc.exitcode) + _log_tail(log)
+
+
+def run_isolated(
+    spec: dict[str, Any],
+    timeout: float | None = None,
+    timing: dict | None = None,
+    memory_limit: int | None = None,
+    log_path: str | os.PathLike | None = None,
+    threads: int | None = None,
+    memory: bool = True,
+) -> dict[str, Any]:
+    """The results row of `spec` measured in its own process (no `env`; the caller adds it).
+
+    A case that gives no row still gets one: status "timeout" after `timeout` seconds, "error" if its
+    process died (signal or exit code; the message ends with its last output when log_path is given).
+    memory_limit: bytes a CPU case may allocate beyond its start; past it allocations fail (status oom).
+    threads: torch intra-op threads for the case (default: torch's); 1 steadies timings on a shared machine.
+    memory: also run the peak-memory pass (one call after the timed ones).
+    For repeats across processes see natbench.measure.repeat.run_repeated.
+    """
+    import torch
+
+    from natbench.measure.case import spec_row
+    from natbench.measure.spec import CaseSpec
+
+    case = CaseSpec.from_dict(spec).resolved(torch.cuda.is_available())
+    start = time.monotonic()
+    kwargs = {"spec": case.to_dict(), "timing": dict(timing or {}), "memory": memory}
+    row, status, error = run_in_process(
+        _measure_task, kwargs, timeout, case.device, memory_limit, log_path, threads
+    )
     if row is None:
         row = spec_row(case)
-        if timed_out:
-            row.update(status="timeout", error=f"no result after {timeout:g} s (limit)" + _log_tail(log))
-        else:
-            row.update(status="error", error=_describe_exit(proc.exitcode) + _log_tail(log))
+        row.update(status=status, error=error)
         row["timestamp"] = datetime.now(UTC).isoformat(timespec="seconds")
     row["duration_s"] = round(time.monotonic() - start, 3)
     return row

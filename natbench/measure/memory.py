@@ -1,12 +1,20 @@
-"""Peak memory of a case above the process's baseline: CUDA allocator peak, or CPU peak RSS.
+"""Peak memory of a case: ONE definition, the same on CPU and CUDA.
 
-Measure in a fresh process (natbench.measure.isolate). CUDA: torch.cuda.max_memory_allocated during one
-steady-state call (after warm-up) minus what was allocated before the case built its inputs. CPU: what building
-the case added to RSS (inputs, weights) plus the RSS high-water mark of one steady-state call above the RSS just
-before it; on Linux the high-water mark is reset through /proc/self/clear_refs, so pages first touched during
-warm-up (library code, compilation) are left out, and glibc's malloc_trim first returns the heap pages warm-up
-freed, so that their reuse counts. Without that reset, ru_maxrss (the process's lifetime peak)
-minus the baseline is reported, an upper bound.
+    peak_mem_bytes = (memory the case's inputs and weights hold once built)
+                   + (the most memory one steady-state call needs above what is resident just before it)
+
+Counted: inputs, weights, buffers the builder makes, and everything one call allocates at its high-water
+mark (activations, outputs, workspaces; for training the parameter grads, freed before the measured call).
+Not counted: imports and torch's runtime (thread pools, lazily initialised kernels: primed first), state
+created during warm-up and kept between calls (compiled code, caches, allocator pools), and whatever the
+timed calls left behind. The measured call is one more call after the timed ones (its own pass: it never
+disturbs a timed call), in a fresh process (natbench.measure.isolate) that ran nothing before.
+
+CUDA: torch.cuda.memory_allocated after building minus before, plus max_memory_allocated during the call
+minus memory_allocated just before it (allocator bytes, not the caching allocator's reserve).
+CPU: the same with RSS; the high-water mark is reset through /proc/self/clear_refs (Linux >= 4.0) after
+glibc's malloc_trim has returned the freed heap pages, so that their reuse by the call counts. Without that
+reset, ru_maxrss (the process's lifetime peak) minus the baseline is reported, an upper bound.
 """
 
 from __future__ import annotations
@@ -81,19 +89,24 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base = torch.cuda.memory_allocated(self.device)
+            self._hwm_reset = True
         else:
             _prime_cpu_runtime()
             self.base = current_rss()
         self._built = self.base
 
     def built(self) -> None:
-        if self.device.type != "cuda":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self._built = torch.cuda.memory_allocated(self.device)
+        else:
             self._built = current_rss()
 
     def reset_peak(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+            self._before_call = torch.cuda.memory_allocated(self.device)
         else:
             _malloc_trim()
             self._hwm_reset = _reset_hwm()
@@ -102,8 +115,9 @@ class PeakMemory:
     def peak_increase(self) -> int:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            return max(0, torch.cuda.max_memory_allocated(self.device) - self.base)
-        hwm = _vm_hwm() if self._hwm_reset else None
+            hwm = torch.cuda.max_memory_allocated(self.device)
+        else:
+            hwm = _vm_hwm() if self._hwm_reset else None
         if hwm is None:
             return max(0, _ru_maxrss() - self.base)
         return max(0, self._built - self.base) + max(0, hwm - self._before_call)
@@ -111,8 +125,55 @@ class PeakMemory:
     @property
     def method(self) -> str:
         if self.device.type == "cuda":
-            return "torch.cuda.max_memory_allocated"
+            return "cuda allocated: built + max_memory_allocated of one call"
         return "rss: built + VmHWM of one call" if self._hwm_reset else "ru_maxrss - baseline"
+
+
+# glibc adapts its mmap and trim thresholds to the sizes freed so far, so that whether a tensor comes from
+# the heap (reused) or from fresh mmap pages (faulted in on every call) depends on what ran before, and on
+# how many warm-up calls fit in the warm-up time. Fixed at glibc's own ceiling, the steady state a long-
+# running process reaches, every process starts in the same state.
+MMAP_THRESHOLD = 32 * 2**20
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_fixed_thresholds = False
+
+
+def fix_malloc_thresholds() -> bool:
+    """Fix glibc's mmap / trim thresholds for this process (a fresh case process); False if not glibc."""
+    global _fixed_thresholds
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+        ok = ok and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    except (OSError, AttributeError):
+        ok = False
+    _fixed_thresholds = ok
+    return ok
+
+
+_ALLOCATOR_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")
+
+
+def process_settings() -> dict:
+    """What this process ran under that can move a timing: CPUs it may run on, allocator settings."""
+    import os
+
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    env = {k: os.environ[k] for k in _ALLOCATOR_ENV if k in os.environ}
+    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
+    if conf:
+        env["PYTORCH_CUDA_ALLOC_CONF"] = conf
+    if _fixed_thresholds:
+        env["mmap_threshold"] = f"{MMAP_THRESHOLD >> 20}MiB"
+        env["trim_threshold"] = f"{TRIM_THRESHOLD >> 20}MiB"
+    allocator = "glibc malloc" + ("; " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())) if env else "")
+    return {"affinity": affinity, "allocator": allocator}
 
 
 def limit_address_space(extra_bytes: int) -> None:

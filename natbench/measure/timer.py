@@ -2,10 +2,15 @@
 
 CUDA: CUDA events around every call, optional L2 flush (a 256 MB write) between calls.
 CPU: torch.utils.benchmark.Timer (blocked_autorange or adaptive_autorange), with torch's thread count.
+Both: the garbage collector is off from warm-up to the last timed call (a collection inside a timed call is
+noise the case did not cause), and `prime_runtime` runs first, so that the first case timed in a process
+does not pay for waking torch's thread pool and the CPU's clocks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -88,16 +93,43 @@ def warm_up(fn: Callable[[], object], device: torch.device, config: TimerConfig)
     return per_call
 
 
+PRIME_SECONDS = 0.1
+
+
+def prime_runtime(device: torch.device | str, seconds: float | None = None) -> None:
+    """Run a generic workload (matmuls) for `seconds` (PRIME_SECONDS) on the process's threads before
+    anything is timed."""
+    seconds = PRIME_SECONDS if seconds is None else seconds
+    device = torch.device(device)
+    a = torch.randn(256, 256, device=device)
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        (a @ a).sum().item()
+
+
+@contextlib.contextmanager
+def gc_disabled():
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def time_callable(
     fn: Callable[[], object], device: torch.device | str, config: TimerConfig | None = None
 ) -> Timing:
-    """Warm fn up, then time it. fn must run one complete call (forward, or forward + backward)."""
+    """Warm fn up, then time it, gc off. fn must run one complete call (forward, or forward + backward)."""
     config = config or TimerConfig()
     device = torch.device(device)
-    per_call = warm_up(fn, device, config)
-    if device.type == "cuda":
-        return _time_cuda(fn, device, config, per_call)
-    return _time_cpu(fn, config)
+    with gc_disabled():
+        per_call = warm_up(fn, device, config)
+        if device.type == "cuda":
+            return _time_cuda(fn, device, config, per_call)
+        return _time_cpu(fn, config)
 
 
 def _time_cpu(fn: Callable[[], object], config: TimerConfig) -> Timing:

@@ -13,6 +13,15 @@
     target = ["window", "full"]
     resolution = [14, 28, 56]
 
+    [[pair]]                # optional: latency ratios numerator / denominator, timed interleaved
+    resolution = [56, 112]  # shared fields (lists are dimensions), on top of [defaults]
+    kernel_size = 7
+    numerator = { target = "na", backend = "tiled" }
+    denominator = { target = "window", shifted = true }
+
+`repeats` (setting, default 3): fresh processes per case and per pair. A pair adds a kind="pair" row with
+the ratio and its interval; its two members are also run as ordinary cases.
+
 Fields are those of natbench.measure.spec.CaseSpec; fields that do not apply to a target are dropped, and
 equal cases are run once.
 """
@@ -30,8 +39,14 @@ from natbench.measure.spec import FIELD_NAMES, CaseSpec, coerce
 from natbench.measure.targets import validate_targets  # noqa: F401  (re-exported: sweeps check targets)
 from natbench.measure.timer import TimerConfig
 
-TOP_KEYS = ("description", "settings", "defaults", "grid")
-RUN_SETTINGS = {"timeout": (int, float), "memory_limit_gb": (int, float), "threads": (int,)}
+TOP_KEYS = ("description", "settings", "defaults", "grid", "pair")
+PAIR_KEYS = ("numerator", "denominator")
+RUN_SETTINGS = {
+    "timeout": (int, float),
+    "memory_limit_gb": (int, float),
+    "threads": (int,),
+    "repeats": (int,),
+}
 TIMER_SETTINGS = tuple(TimerConfig.__dataclass_fields__)
 
 
@@ -43,6 +58,13 @@ class Preset:
     defaults: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    pairs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def repeats(self) -> int:
+        from natbench.measure.repeat import DEFAULT_REPEATS
+
+        return self.settings.get("repeats", DEFAULT_REPEATS)
 
     @property
     def timeout(self) -> float | None:
@@ -116,7 +138,19 @@ def parse_preset(data: dict[str, Any], name: str, source: str = "") -> Preset:
     defaults = data.get("defaults", {})
     for label, table in [("defaults", defaults)] + [(f"grid {i + 1}", g) for i, g in enumerate(grids)]:
         _check_table(table, f"{where}, {label}")
-    return Preset(name, str(data.get("description", "")), grids, defaults, settings, source)
+    pairs = data.get("pair", [])
+    if not isinstance(pairs, list):
+        raise ValueError(f"{where}: pair must be an array of tables ([[pair]])")
+    for i, pair in enumerate(pairs):
+        label = f"{where}, pair {i + 1}"
+        if not isinstance(pair, dict) or any(not isinstance(pair.get(k), dict) for k in PAIR_KEYS):
+            raise ValueError(f"{label}: needs numerator = {{...}} and denominator = {{...}} tables of fields")
+        _check_table({k: v for k, v in pair.items() if k not in PAIR_KEYS}, label)
+        for k in PAIR_KEYS:
+            _check_table(pair[k], f"{label}, {k}")
+            if any(isinstance(v, list) for v in pair[k].values()):
+                raise ValueError(f"{label}, {k}: fields must be single values (put lists in the pair itself)")
+    return Preset(name, str(data.get("description", "")), grids, defaults, settings, source, pairs)
 
 
 def _check_table(table: Any, where: str) -> None:
@@ -179,7 +213,34 @@ def expand(preset: Preset, overrides: dict[str, list[Any]] | None = None) -> lis
             except ValueError as exc:
                 raise ValueError(f"preset {preset.name}, grid {i + 1}: {exc}") from None
             cases.setdefault(spec.case_id, spec)
-    return list(cases.values())
+    return list(cases.values()) + _expand_pairs(preset, overrides, mentioned, cases)
+
+
+def _expand_pairs(preset: Preset, overrides, mentioned, cases: dict[str, CaseSpec]) -> list:
+    """The preset's pairs (PairSpec), each followed by its members not already among `cases`."""
+    from natbench.measure.repeat import PairSpec
+
+    out: dict[str, Any] = {}
+    for i, pair in enumerate(preset.pairs):
+        table = {**preset.defaults, **{k: v for k, v in pair.items() if k not in PAIR_KEYS}}
+        for key, values in overrides.items():
+            if key in table or key not in mentioned:
+                table[key] = values
+        keys = list(table)
+        dims = [v if isinstance(v, list) else [v] for v in table.values()]
+        for combo in itertools.product(*dims):
+            shared = dict(zip(keys, combo))
+            try:
+                a = CaseSpec.from_dict({**shared, **pair["numerator"]})
+                b = CaseSpec.from_dict({**shared, **pair["denominator"]})
+            except ValueError as exc:
+                raise ValueError(f"preset {preset.name}, pair {i + 1}: {exc}") from None
+            spec = PairSpec(a, b)
+            out.setdefault(spec.case_id, spec)
+            for member in (a, b):
+                if member.case_id not in cases:
+                    out.setdefault(member.case_id, member)
+    return list(out.values())
 
 
 def shard(specs: list[CaseSpec], index: int, count: int) -> list[CaseSpec]:

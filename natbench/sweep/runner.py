@@ -108,7 +108,7 @@ def run_sweep(
     import torch
 
     from natbench.env import collect, gpu_index, machine_key
-    from natbench.measure.isolate import run_isolated
+    from natbench.measure.repeat import run_repeated
 
     unknown = set(retry) - set(results.STATUSES)
     if unknown:
@@ -141,7 +141,7 @@ def run_sweep(
                 row = {**spec_row(spec), "status": "unsupported", "error": NEEDS_CUDA}
             else:
                 log = out / LOG_DIR / f"{spec.case_id}.log"
-                row = run_isolated(spec.to_dict(), limit, p.timing, memory, log, threads)
+                row = run_repeated(spec.to_dict(), limit, p.timing, memory, log, threads, p.repeats)
                 if log.is_file() and not log.stat().st_size:
                     log.unlink()  # keep only logs that say something
             row.setdefault("timestamp", datetime.now(UTC).isoformat(timespec="seconds"))

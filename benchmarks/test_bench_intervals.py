@@ -1,0 +1,283 @@
+"""Can the intervals be trusted? The issue-12 targets, measured on this machine (prints every figure).
+
+    python -m benchmarks.test_bench_intervals [--threads N] [--runs 6] [--tries 10] [--skip order,aa,...]
+    pytest benchmarks/test_bench_intervals.py -s      # the same through pytest-benchmark (extra_info)
+
+0. order effect: the first op timed in a fresh process against the same op timed after another one.
+1. coverage: `runs` fresh repeated measurements (each = what `natbench run` does: R processes, median and
+   95 % interval across them) of tiled NA and shifted-window attention at 56x56 and 112x112, k = 7, 4 x 32:
+   the share of ordered pairs (i, j) whose run i interval holds run j's median (target >= 70 %), for
+   latency and peak memory; and the interval widths against the spread of the medians they describe.
+2. paired ratio CV: NA / window ratio from `runs` paired measurements at each shape (target CV <= 5 %).
+3. A/A: two smoke sweeps of this tree compared with natbench compare (target 0 regressions).
+4. planted slowdown: a test-only case doing 10 % more work, compared against the plain one in `tries`
+   fresh tries (target flagged >= 9 of 10), at the default 10 % threshold and at 5 %.
+A loaded shared machine widens everything: the load average is printed next to the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+COVERAGE_TARGET = 0.70
+RATIO_CV_TARGET = 0.05
+PLANTED_TARGET = 9 / 10
+REPEATS = 5  # natbench run's and cpu-quick's default
+TIMING = {"min_run_time": 0.1, "min_samples": 3, "warmup": 0.05, "min_warmup_calls": 1}  # cpu-quick's
+SHAPES = (56, 112)
+
+
+def _op(target: str, resolution: int) -> dict:
+    spec = {"target": target, "resolution": resolution, "kernel_size": 7, "heads": 4, "head_dim": 32}
+    spec.update({"backend": "tiled"} if target == "na" else {"shifted": True})
+    return {**spec, "device": "cpu"}
+
+
+def _contains(rows: list[dict], low: str, high: str, centre: str) -> tuple[int, int]:
+    hits = total = 0
+    for i, j in itertools.permutations(range(len(rows)), 2):
+        total += 1
+        hits += rows[i][low] <= rows[j][centre] <= rows[i][high]
+    return hits, total
+
+
+def coverage(runs: int, threads: int | None) -> dict:
+    from natbench.measure.repeat import run_repeated
+
+    out = {}
+    for target, res in itertools.product(("na", "window"), SHAPES):
+        rows = []
+        for _ in range(runs):
+            row = run_repeated(_op(target, res), 300, TIMING, threads=threads, repeats=REPEATS)
+            if row["status"] != "ok":
+                raise RuntimeError(f"{target} {res}: {row['error']}")
+            rows.append(row)
+        lat = _contains(rows, "latency_ci_low_ms", "latency_ci_high_ms", "latency_ms")
+        mem = _contains(rows, "peak_mem_ci_low_bytes", "peak_mem_ci_high_bytes", "peak_mem_bytes")
+        medians = [r["latency_ms"] for r in rows]
+        widths = [r["latency_ci_high_ms"] - r["latency_ci_low_ms"] for r in rows]
+        out[f"{target} {res}x{res}"] = {
+            "latency_coverage": lat[0] / lat[1],
+            "memory_coverage": mem[0] / mem[1],
+            "medians_ms": medians,
+            "cv": statistics.stdev(medians) / statistics.mean(medians),
+            "median_interval_width_ms": statistics.median(widths),
+            "spread_of_medians_ms": max(medians) - min(medians),
+            "peaks_mib": [r["peak_mem_bytes"] / 2**20 for r in rows],
+            "seconds_per_run": statistics.mean(r["duration_s"] for r in rows),
+            "busy_runs": sum(bool(r.get("busy")) for r in rows),
+        }
+    return out
+
+
+def ratio_cv(runs: int, threads: int | None) -> dict:
+    from natbench.measure.repeat import PairSpec, run_pair
+    from natbench.measure.spec import CaseSpec
+
+    out = {}
+    for res in SHAPES:
+        pair = PairSpec(CaseSpec.from_dict(_op("na", res)), CaseSpec.from_dict(_op("window", res)))
+        ratios, covered = [], []
+        rows = []
+        for _ in range(runs):
+            row = run_pair(pair, 300, TIMING, threads=threads, repeats=REPEATS)
+            if row["status"] != "ok":
+                raise RuntimeError(f"pair {res}: {row['error']}")
+            rows.append(row)
+            ratios.append(row["ratio"])
+        hits, total = _contains(rows, "ratio_ci_low", "ratio_ci_high", "ratio")
+        covered.append(hits / total)
+        out[f"na/window {res}x{res}"] = {
+            "ratios": ratios,
+            "cv": statistics.stdev(ratios) / statistics.mean(ratios),
+            "coverage": covered[0],
+            "numerator_ms": [statistics.median(r["numerator_process_ms"]) for r in rows],
+        }
+    return out
+
+
+def _sweep(preset: str, out: Path, threads: int | None) -> None:
+    from natbench.sweep.runner import run_sweep
+
+    run_sweep(preset, out, progress=False, threads=threads)
+
+
+def a_a(threads: int | None, tmp: Path) -> dict:
+    from natbench.compare import compare
+
+    _sweep("smoke", tmp / "smoke-a", threads)
+    _sweep("smoke", tmp / "smoke-b", threads)
+    result = compare(tmp / "smoke-a", tmp / "smoke-b")
+    return {
+        "regressions": len(result.regressions),
+        "improvements": len(result.improvements),
+        "compared": len(result.cases),
+        "ratios": {c.case_id[:24]: round(c.ratio, 3) for c in result.cases},
+        "exit_code": result.exit_code,
+    }
+
+
+PLANTED = """
+import torch
+
+FACTOR = {factor}
+
+
+def work(spec, device, dtype):
+    a = torch.randn(96, 96)
+    calls = round(40 * FACTOR)  # the slow variant does exactly 10 % more of the same work
+
+    def call():
+        for _ in range(calls):
+            a @ a
+
+    return call
+"""
+
+
+def planted(tries: int, threads: int | None, tmp: Path) -> dict:
+    """The same case id (target planted_case:work) from two modules: the plain one and one 10 % slower."""
+    from natbench import results
+    from natbench.compare import compare
+    from natbench.measure.repeat import run_repeated
+
+    dirs = {}
+    for name, factor in (("plain", 1.0), ("slow", 1.1)):
+        d = tmp / f"planted-{name}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "planted_case.py").write_text(textwrap.dedent(PLANTED.format(factor=factor)))
+        dirs[name] = d
+    spec = {"target": "planted_case:work", "device": "cpu"}
+    flagged = {0.1: 0, 0.05: 0}
+    aa_flagged = 0
+    ratios = []
+    for t in range(tries):
+        out = {}
+        for name in ("plain", "slow", "plain2"):
+            sys.path.insert(0, str(dirs[name.rstrip("2")]))
+            try:
+                row = run_repeated(spec, 120, TIMING, threads=threads, repeats=REPEATS)
+            finally:
+                sys.path.pop(0)
+            out[name] = tmp / f"try{t}-{name}"
+            results.append_row(out[name], row)
+        for threshold in flagged:
+            flagged[threshold] += bool(compare(out["plain"], out["slow"], threshold).regressions)
+        aa_flagged += bool(compare(out["plain"], out["plain2"]).regressions)
+        ratios.append(compare(out["plain"], out["slow"]).cases[0].ratio)
+    return {
+        "tries": tries,
+        "flagged_at_10pct": flagged[0.1],
+        "flagged_at_5pct": flagged[0.05],
+        "a_a_flagged": aa_flagged,
+        "ratios": [round(r, 3) for r in ratios],
+    }
+
+
+def order_task(prime: bool) -> list[float]:
+    """In one fresh process: window 56x56, then tiled NA, then window again (latency medians, ms)."""
+    from natbench.measure import timer
+    from natbench.measure.case import measure_case
+
+    if not prime:
+        timer.PRIME_SECONDS = 0.0
+    window, na = _op("window", 56), _op("na", 56)
+    return [measure_case(s, TIMING, with_env=False, memory=False)["latency_ms"] for s in (window, na, window)]
+
+
+def order_effect(tries: int, threads: int | None) -> dict:
+    """First op timed in a process against the same op timed after another one, primed and not."""
+    from natbench.measure.isolate import run_in_process
+
+    out = {}
+    for prime in (True, False):
+        firsts = []
+        for _ in range(tries):
+            got, status, error = run_in_process(order_task, {"prime": prime}, 300, "cpu", threads=threads)
+            if got is None:
+                raise RuntimeError(f"order check: {status}: {error}")
+            firsts.append(got[0] / got[2])
+        out["primed" if prime else "not primed"] = firsts
+    return out
+
+
+def _load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, help="torch threads per case (default: torch's)")
+    parser.add_argument("--runs", type=int, default=6)
+    parser.add_argument("--tries", type=int, default=10)
+    parser.add_argument("--skip", default="", help="comma list of: order,coverage,ratio,aa,planted")
+    args = parser.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    threads = args.threads
+    start = time.monotonic()
+    print(f"load average {_load()} at start, {os.cpu_count()} CPUs, threads {threads or 'torch default'}")
+    met = True
+    with tempfile.TemporaryDirectory(prefix="natbench-bench-") as tmp:
+        tmp = Path(tmp)
+        if "order" not in skip:
+            for label, ratios in order_effect(3, threads).items():
+                print(
+                    f"order effect ({label}): first window 56x56 / the same after tiled NA in one process: "
+                    f"{', '.join(f'{r:.2f}' for r in ratios)} (1.00 = none)"
+                )
+        if "coverage" not in skip:
+            for case, c in coverage(args.runs, threads).items():
+                print(
+                    f"coverage {case}: latency {c['latency_coverage']:.0%}, memory {c['memory_coverage']:.0%} "
+                    f"(target >= 70 %); medians {', '.join(f'{m:.3f}' for m in c['medians_ms'])} ms "
+                    f"(CV {c['cv']:.1%}); interval width {c['median_interval_width_ms']:.3f} ms vs spread "
+                    f"{c['spread_of_medians_ms']:.3f} ms; peaks {', '.join(f'{p:.2f}' for p in c['peaks_mib'])}"
+                    f" MiB; {c['seconds_per_run']:.1f} s per run; busy {c['busy_runs']}/{args.runs}"
+                )
+                met &= c["latency_coverage"] >= COVERAGE_TARGET and c["memory_coverage"] >= COVERAGE_TARGET
+            print(f"  load average {_load()}")
+        if "ratio" not in skip:
+            for case, r in ratio_cv(args.runs, threads).items():
+                print(
+                    f"paired ratio {case}: CV {r['cv']:.1%} (target <= 5 %), interval coverage "
+                    f"{r['coverage']:.0%}; ratios {', '.join(f'{v:.3f}' for v in r['ratios'])}; NA medians "
+                    f"in the pairs {', '.join(f'{v:.3f}' for v in r['numerator_ms'])} ms"
+                )
+                met &= r["cv"] <= RATIO_CV_TARGET
+            print(f"  load average {_load()}")
+        if "aa" not in skip:
+            aa = a_a(threads, tmp)
+            print(
+                f"A/A smoke: {aa['regressions']} regression(s), {aa['improvements']} improvement(s) over "
+                f"{aa['compared']} cases (target 0 regressions); ratios {aa['ratios']}"
+            )
+            met &= aa["regressions"] == 0
+            print(f"  load average {_load()}")
+        if "planted" not in skip:
+            p = planted(args.tries, threads, tmp)
+            print(
+                f"planted 10 % slowdown: flagged {p['flagged_at_10pct']}/{p['tries']} at --threshold 0.1, "
+                f"{p['flagged_at_5pct']}/{p['tries']} at 0.05 (target >= 9/10); A/A of the plain case "
+                f"flagged {p['a_a_flagged']}/{p['tries']}; measured ratios {p['ratios']}"
+            )
+            met &= p["flagged_at_5pct"] >= PLANTED_TARGET * p["tries"] and p["a_a_flagged"] == 0
+            print(f"  load average {_load()}")
+    print(f"total {time.monotonic() - start:.0f} s; targets {'met' if met else 'NOT met'}")
+    return 0 if met else 1
+
+
+def test_interval_targets(benchmark):
+    result = benchmark.pedantic(lambda: main(["--runs", "3", "--tries", "3"]), rounds=1, iterations=1)
+    benchmark.extra_info.update(exit_code=result)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

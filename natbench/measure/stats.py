@@ -1,0 +1,161 @@
+"""Uncertainty across fresh processes: the interval of a median, of a paired ratio, of a power-law exponent.
+
+Every interval here is a percentile bootstrap (scipy.stats.bootstrap) over *processes*: each process gives
+one value (its median latency, its peak memory, its A/B ratio), so the between-process and between-minute
+noise of a shared machine is what the interval describes, not the spread of the samples inside one run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+CONFIDENCE = 0.95
+N_RESAMPLES = 2000
+SEED = 12345  # fixed: the same values always give the same interval
+
+
+def _values(values) -> np.ndarray:
+    arr = np.asarray([float(v) for v in values], dtype=np.float64)
+    return arr[np.isfinite(arr)]
+
+
+def _bootstrap(data: tuple[np.ndarray, ...], statistic, confidence: float) -> tuple[float, float]:
+    from scipy import stats
+
+    res = stats.bootstrap(
+        data,
+        statistic,
+        vectorized=False,
+        paired=False,
+        n_resamples=N_RESAMPLES,
+        confidence_level=confidence,
+        method="percentile",  # BCa is undefined for the few, often tied, values of a few processes
+        random_state=np.random.default_rng(SEED),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(median, low, high): the median of per-process values and its bootstrap interval over processes.
+
+    One value gives (v, v, v) with no width: callers must treat repeats < 2 as "no interval".
+    """
+    arr = _values(values)
+    if not len(arr):
+        raise ValueError("median_ci needs at least one finite value")
+    med = float(np.median(arr))
+    if len(arr) < 2 or np.ptp(arr) == 0:
+        return med, med, med
+    low, high = _bootstrap((arr,), np.median, confidence)
+    return med, min(low, med), max(high, med)
+
+
+def ratio_ci(ratios: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(ratio, low, high) of per-process paired ratios: the geometric median, bootstrapped over processes."""
+    arr = _values(ratios)
+    if not len(arr) or (arr <= 0).any():
+        raise ValueError("paired ratios must be positive numbers")
+    med, low, high = median_ci(np.log(arr), confidence)
+    return math.exp(med), math.exp(low), math.exp(high)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """log(y) = intercept + exponent * log(x); [ci_low, ci_high] is the 95 % interval of the exponent."""
+
+    exponent: float
+    ci_low: float
+    ci_high: float
+    n_sizes: int  # distinct x values fitted
+    points: int  # measurements used (after de-duplication)
+    processes: int  # per-process values behind them (== points when rows carry no per-process values)
+    intercept: float
+    r2: float
+    stderr: float
+    method: str  # "bootstrap over processes" or "ols t-interval" (one value per size: no process spread)
+
+
+def _slope(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float]:
+    slope, intercept = np.polyfit(lx, ly, 1)
+    return float(slope), float(intercept)
+
+
+def fit_power_law(
+    x,
+    y,
+    groups=None,
+    confidence: float = CONFIDENCE,
+    min_sizes: int = 5,
+) -> Fit:
+    """Fit y = c * x**exponent over sizes x.
+
+    y[i]: one value, or the per-process values (a list: `latency_process_ms`) measured at x[i].
+    groups[i] (optional): what identifies measurement i (e.g. "case_id@timestamp"); measurements with the same
+    x and group are one measurement seen twice (the same row read from several results directories) and
+    count once, so duplicates do not narrow the interval.
+    Interval: when some size has >= 2 per-process values, a bootstrap that resamples the processes of each
+    size independently (scipy.stats.bootstrap, unpaired samples) and refits; otherwise the OLS t-interval.
+    """
+    from scipy import stats
+
+    xs = [float(v) for v in np.asarray(x, dtype=object).ravel()]
+    ys = list(y)
+    if len(xs) != len(ys):
+        raise ValueError(f"x and y must have the same length, got {len(xs)} and {len(ys)}")
+    labels = list(groups) if groups is not None else [None] * len(xs)
+    if len(labels) != len(xs):
+        raise ValueError(f"groups must have one label per x, got {len(labels)} for {len(xs)}")
+    per_size: dict[float, list[float]] = {}
+    seen: set = set()
+    points = 0
+    for xi, yi, gi in zip(xs, ys, labels):
+        if gi is not None:
+            if (xi, gi) in seen:
+                continue
+            seen.add((xi, gi))
+        vals = [float(v) for v in (yi if isinstance(yi, (list, tuple, np.ndarray)) else [yi])]
+        if xi <= 0 or any(not (v > 0) for v in vals) or not vals:
+            raise ValueError("a power-law fit needs positive x and y (log scale)")
+        per_size.setdefault(xi, []).extend(vals)
+        points += 1
+    if len(per_size) < min_sizes:
+        raise ValueError(
+            f"a power-law fit needs >= {min_sizes} distinct sizes, got {len(per_size)}; "
+            "measure more sizes (grid values) for this group"
+        )
+    sizes = sorted(per_size)
+    lx = np.log(np.asarray(sizes))
+    samples = [np.log(np.asarray(per_size[s])) for s in sizes]
+    centre = np.asarray([np.median(s) for s in samples])
+    exponent, intercept = _slope(lx, centre)
+    n_proc = sum(len(s) for s in samples)
+    # r2 / stderr describe the fit through the per-size medians
+    reg = stats.linregress(lx, centre)
+    if any(len(s) >= 2 and np.ptp(s) > 0 for s in samples):
+        # sizes with one process keep their value in every resample
+        data = tuple(s if len(s) >= 2 else np.repeat(s, 2) for s in samples)
+        low, high = _bootstrap(
+            data, lambda *ss: _slope(lx, np.asarray([np.median(v) for v in ss]))[0], confidence
+        )
+        method = "bootstrap over processes"
+    else:
+        t = stats.t.ppf(0.5 + confidence / 2, len(sizes) - 2)
+        half = float(t * reg.stderr)
+        low, high = exponent - half, exponent + half
+        method = "ols t-interval (one value per size)"
+    return Fit(
+        exponent=exponent,
+        ci_low=min(low, exponent),
+        ci_high=max(high, exponent),
+        n_sizes=len(sizes),
+        points=points,
+        processes=n_proc,
+        intercept=intercept,
+        r2=float(reg.rvalue**2),
+        stderr=float(reg.stderr),
+        method=method,
+    )

@@ -1,0 +1,163 @@
+"""Repeats across fresh processes and interleaved pairs (natbench.measure.repeat), and presets declaring them."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from natbench import results
+from natbench.measure import repeat
+from natbench.measure.repeat import PairSpec, combine, measure_pair, run_repeated
+from natbench.measure.spec import CaseSpec
+from natbench.sweep.preset import expand, load_preset
+
+FAST = {"min_run_time": 0.01, "warmup": 0.0, "min_samples": 2}
+
+
+@pytest.fixture
+def cases(tmp_path, monkeypatch):
+    (tmp_path / "pair_cases.py").write_text(
+        textwrap.dedent("""
+        import torch
+
+        def small(spec, device, dtype):
+            a = torch.randn(16, 16)
+            def call_a():
+                return a @ a
+            return call_a
+
+        def large(spec, device, dtype):
+            a = torch.randn(64, 64)
+            def call_b():
+                return a @ a
+            return call_b
+
+        def fails(spec, device, dtype):
+            raise RuntimeError("broken case")
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def _proc(ms, peak, **extra):
+    return {
+        "status": "ok",
+        "latency_ms": ms,
+        "latency_samples_ms": [ms, ms * 1.1],
+        "peak_mem_bytes": peak,
+        "duration_s": 1.0,
+        "batch": 1,
+        **extra,
+    }
+
+
+def test_combine_keeps_process_medians_and_their_interval():
+    row = combine([_proc(4.0, 100), _proc(6.0, 120), _proc(5.0, 110)], 0.5, 0.7)
+    assert row["repeats"] == 3 and row["latency_process_ms"] == [4.0, 6.0, 5.0]
+    assert row["latency_ms"] == 5.0 and row["latency_ci_low_ms"] <= 5.0 <= row["latency_ci_high_ms"]
+    assert 4.0 <= row["latency_ci_low_ms"] and row["latency_ci_high_ms"] <= 6.0
+    assert row["peak_mem_bytes"] == 110 and row["peak_mem_process_bytes"] == [100, 120, 110]
+    assert row["peak_mem_ci_low_bytes"] <= 110 <= row["peak_mem_ci_high_bytes"]
+    assert len(row["latency_samples_ms"]) == 6 and row["duration_s"] == 3.0
+    assert (row["load_before"], row["load_after"]) == (0.5, 0.7) and row["busy"] is False
+    assert combine([_proc(1.0, 1)], 99.0, None)["busy"] is True
+
+
+def test_one_failing_process_fails_the_case_and_says_which():
+    row = combine([_proc(4.0, 100), {"status": "oom", "error": "out of memory", "duration_s": 2.0}], 1, 1)
+    assert row["status"] == "oom" and row["error"] == "process 2 of 2: out of memory"
+    assert row["repeats"] == 1
+
+
+def test_run_repeated_measures_in_r_fresh_processes(cases):
+    spec = {"target": "pair_cases:small", "device": "cpu"}
+    row = run_repeated(spec, timeout=60, timing=FAST, repeats=3)
+    assert row["status"] == "ok" and row["repeats"] == 3 and len(row["latency_process_ms"]) == 3
+    assert row["latency_ci_low_ms"] <= row["latency_ms"] <= row["latency_ci_high_ms"]
+    assert row["peak_mem_ci_low_bytes"] <= row["peak_mem_bytes"] <= row["peak_mem_ci_high_bytes"]
+    assert isinstance(row["busy"], bool) and row["affinity"]
+    assert row["allocator"].startswith("glibc malloc") and "mmap_threshold=32MiB" in row["allocator"]
+    results.append_row(cases / "out", row)  # every column it writes is declared
+    failed = run_repeated({"target": "pair_cases:fails", "device": "cpu"}, 60, FAST, repeats=3)
+    assert failed["status"] == "error" and failed["repeats"] == 0 and "broken case" in failed["error"]
+    with pytest.raises(ValueError, match="repeats"):
+        run_repeated(spec, repeats=0)
+
+
+def test_pair_rounds_alternate_their_order(cases, monkeypatch):
+    order = []
+    block = repeat._block
+
+    def recording(fn, n, device):
+        order.append(fn.__name__[-1])
+        return block(fn, n, device)
+
+    monkeypatch.setattr(repeat, "_block", recording)
+    got = measure_pair({"target": "pair_cases:small"}, {"target": "pair_cases:large"}, FAST)
+    assert got["status"] == "ok" and len(got["ratios"]) == len(got["a_ms"]) >= repeat.PAIR_MIN_ROUNDS
+    assert len(got["ratios"]) % 2 == 0
+    rounds = ["".join(order[i : i + 2]) for i in range(0, len(order), 2)]
+    assert rounds == ["ab", "ba"] * (len(rounds) // 2)
+    broken = measure_pair({"target": "pair_cases:small"}, {"target": "pair_cases:fails"}, FAST)
+    assert broken["status"] == "error" and "broken case" in broken["error"]
+
+
+def test_pair_row_from_processes(cases):
+    a = CaseSpec.from_dict({"target": "pair_cases:small", "device": "cpu"})
+    b = CaseSpec.from_dict({"target": "pair_cases:large", "device": "cpu"})
+    row = run_repeated(PairSpec(a, b).to_dict(), 60, FAST, repeats=2)
+    assert row["status"] == "ok" and row["kind"] == "pair" and row["metric"] == "latency"
+    assert row["pair_of"] == [a.case_id, b.case_id] and row["repeats"] == 2
+    assert row["ratio_ci_low"] <= row["ratio"] <= row["ratio_ci_high"] and len(row["ratio_process"]) == 2
+    results.append_row(cases / "out", row)
+
+
+def test_preset_declares_pairs_and_repeats(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text(
+        textwrap.dedent("""
+        [settings]
+        repeats = 4
+        [defaults]
+        device = "cpu"
+        heads = 2
+        head_dim = 8
+        [[grid]]
+        target = "na"
+        backend = "tiled"
+        kernel_size = 7
+        resolution = 14
+        [[pair]]
+        resolution = [14, 28]
+        kernel_size = 7
+        numerator = { target = "na", backend = "tiled" }
+        denominator = { target = "window", shifted = true }
+    """)
+    )
+    preset = load_preset(path)
+    assert preset.repeats == 4
+    specs = expand(preset)
+    pairs = [s for s in specs if isinstance(s, PairSpec)]
+    assert [p.numerator.resolution for p in pairs] == [14, 28]
+    assert all(p.denominator.target == "window" and p.denominator.shifted for p in pairs)
+    members = {m.case_id for p in pairs for m in (p.numerator, p.denominator)}
+    ids = [s.case_id for s in specs]
+    assert members <= set(ids) and len(ids) == len(set(ids)) == 6  # 1 grid case, 3 more members, 2 pairs
+    assert load_preset("cpu-quick").repeats >= 3
+
+
+@pytest.mark.parametrize(
+    "pair, match",
+    [
+        ('numerator = { target = "na" }\n', "needs numerator"),
+        ('numerator = { target = "na" }\ndenominator = { colour = 1 }\n', r"unknown field\(s\) \['colour'\]"),
+        ('numerator = { target = ["na"] }\ndenominator = { target = "full" }\n', "single values"),
+    ],
+)
+def test_bad_pair_declarations_fail_clearly(tmp_path, pair, match):
+    path = tmp_path / "bad.toml"
+    path.write_text('[[grid]]\ntarget = "full"\n[[pair]]\n' + pair)
+    with pytest.raises(ValueError, match=match):
+        load_preset(path)

@@ -100,9 +100,8 @@ class Claim:
     requires: dict[str, Any] = field(default_factory=dict)
     presets: tuple[str, ...] = ()
     unverified: bool = False
-    informative: bool = (
-        False  # measured and shown, never a FAIL of the paper (e.g. off the paper's conditions)
-    )
+    informative: bool = False  # measured and shown, never a FAIL of the paper (off its conditions)
+    expected_ratio: tuple[float, float] | None = None  # the paper's two numbers behind a ratio
     note: str = ""
     file: str = ""
     title: str = ""
@@ -276,6 +275,7 @@ def parse_claim(raw: dict[str, Any], file: str, title: str) -> Claim:
         presets=tuple(presets),
         unverified=raw.get("unverified", False),
         informative=raw.get("informative", False),
+        expected_ratio=tuple(raw["expected_ratio"]) if has_ratio else None,
         note=raw.get("note", ""),
         file=file,
         title=title,

@@ -226,3 +226,33 @@ def test_drop_rpb_is_a_case_field_that_keeps_old_ids():
     dropped = CaseSpec.from_dict({"target": "nat_mini", "backend": "natten", "drop_rpb": "true"})
     assert dropped.drop_rpb is True and dropped.case_id != plain.case_id
     assert CaseSpec.from_dict({"target": "na", "drop_rpb": True}).drop_rpb is None  # models only
+
+
+def test_a_ratio_whose_denominator_rows_all_errored_is_error():
+    c = next(c for c in load_claims() if c.id == "fna.cpu.nat_mini_training_tiled_vs_reference")
+    base = {
+        **dict.fromkeys(COLUMNS),
+        "kind": "model",
+        "target": "nat_mini",
+        "device": "cpu",
+        "dtype": "float32",
+        "mode": "training",
+        "batch": 1,
+        "resolution": 112,
+        "drop_rpb": True,
+        "preset": "cpu-quick",
+    }
+    df = pd.DataFrame(
+        [
+            {**base, "case_id": "ref", "backend": "reference", "status": "ok", "latency_ms": 2.0},
+            {
+                **base,
+                "case_id": "tiled",
+                "backend": "tiled",
+                "status": "error",
+                "error": "RuntimeError: no backward",
+            },
+        ]
+    )
+    (v,) = judge(df, [c])
+    assert v.verdict == ERROR and "no backward" in v.reason

@@ -32,7 +32,7 @@ def _combine(op: str, a, b) -> tuple[float, float, float]:
 
 def measure_ratio(claim: Claim, df) -> Outcome:
     m = claim.measure
-    rows, why = select(df, claim, m.get("where"))
+    rows, why = select(df, claim, m.get("where"), ok_only=False)  # each side's status is judged below
     if why:
         return why
     num, why = select(rows, claim, m["numerator"], side="numerator")

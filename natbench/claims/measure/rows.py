@@ -129,9 +129,12 @@ def _not_ok(claim: Claim, rows) -> Outcome:
     return skip("cannot run here", f"cannot run here ({counts}): {reasons[0]}")
 
 
-def select(df, claim: Claim, where: dict[str, Any] | None, side: str = "") -> tuple[Any, Outcome | None]:
+def select(
+    df, claim: Claim, where: dict[str, Any] | None, side: str = "", ok_only: bool = True
+) -> tuple[Any, Outcome | None]:
     """Rows of `df` that can measure `claim` (its presets, requires, `where`, status ok), or an Outcome saying
-    why none (SKIP: cannot run here; ERROR: natbench lost or broke them)."""
+    why none (SKIP: cannot run here; ERROR: natbench lost or broke them). `ok_only=False` keeps rows of every
+    status (a first cut that numerator / denominator selections refine)."""
     req = claim.requires
     where = dict(where or {})
     cat, needs = _needs(claim)
@@ -179,6 +182,8 @@ def select(df, claim: Claim, where: dict[str, Any] | None, side: str = "") -> tu
         if len(kept) == 0:
             return None, _missing(claim, all_rows, where, side)
         rows = kept
+    if not ok_only:
+        return rows, None
     ok = rows[rows["status"] == "ok"]
     if len(ok) == 0:
         return None, _not_ok(claim, rows)

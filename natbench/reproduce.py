@@ -25,7 +25,7 @@ def reproduce(preset: str, out: str | Path, history: list[str | Path] = (), prog
     counts = dict.fromkeys(VERDICTS, 0)
     for v in verdicts:
         counts[v.verdict] = counts.get(v.verdict, 0) + 1
-    failed = [v.id for v in verdicts if v.verdict == "FAIL" and not getattr(v, "unverified", False)]
+    failed = [v.id for v in verdicts if v.counts_for_strict]  # verified FAILs and every ERROR
     return {
         "results": str(out),
         "claims": str(claims_path),
@@ -58,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check", action="store_true", help="open the report in headless Chromium and check it"
     )
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a (verified) claim FAILs")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a (verified) claim FAILs or any claim ERRORs"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -72,13 +74,13 @@ def main(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"natbench reproduce: {exc}", file=sys.stderr)
         return 2
-    from natbench.claims.cli import format_table
+    from natbench.claims.cli import format_table, skip_summary
 
     judged = [v for v in summary["verdicts"] if v.verdict != "SKIP"]
     print(format_table(judged))
-    print(
-        f"({summary['counts'].get('SKIP', 0)} more claims SKIP here, each with its reason: see claims.json)\n"
-    )
+    skips = skip_summary(summary["verdicts"])
+    if skips:
+        print(skips + "\n(each claim's own reason: see claims.json)\n")
     counts = ", ".join(f"{k} {n}" for k, n in summary["counts"].items())
     cases = ", ".join(f"{k} {n}" for k, n in summary["sweep_status"].items())
     print(f"results: {summary['results']} ({cases})")

@@ -56,6 +56,7 @@ COLUMNS: dict[str, str] = {
     "env": "provenance dict (natbench.env.collect())",
     "shifted": "window op: Swin shifted windows (shift = window // 2)",
     "rpb": "na / window op: with a relative positional bias",
+    "drop_rpb": "NAT/DiNAT model run without its RPB (natten's fused kernels have none)",
     "calls_per_sample": "calls averaged in each timing sample (1 with CUDA events)",
     "timer": "how latency was timed (torch.utils.benchmark blocked_autorange, cuda-events, +l2-flush)",
     "memory_method": "how peak_mem_bytes was read (torch.cuda.max_memory_allocated, or CPU RSS: see natbench.measure.memory)",
@@ -107,6 +108,7 @@ CASE_PARAMS = (
     "head_dim",
     "shifted",
     "rpb",
+    "drop_rpb",
 )
 
 RESULTS_FILE = "results.jsonl"  # the single file of older result sets (still read)

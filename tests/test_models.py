@@ -293,8 +293,15 @@ def test_natten_without_rpb_agrees_with_reference_without_rpb():
 
 # -- registry, info, transforms, CLI -----------------------------------------------------------------------
 def test_registry_names_overrides_and_errors():
-    assert list_models("nat_*") == ["nat_mini", "nat_tiny", "nat_small", "nat_base"]
-    assert len(list_models()) == 14
+    assert list_models("nat_*") == [
+        "nat_mini",
+        "nat_tiny",
+        "nat_small",
+        "nat_base",
+        "nat_isotropic_small",
+        "nat_isotropic_base",
+    ]
+    assert len(list_models()) == 18  # + isotropic NAT-S/B and ViT+-S/B (DiNAT Table 5)
     m = create_model("dinat_mini", depths=[2, 2, 2, 2], num_heads=[2, 2, 2, 2], embed_dim=16, num_labels=10)
     assert m.config.dilations == [[1, 8], [1, 4], [1, 2], [1, 1]] and m.config.num_labels == 10
     assert create_model("nat_small", depths=[1, 1, 1, 1]).config.layer_scale_init_value == 1e-5

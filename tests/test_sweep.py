@@ -61,11 +61,18 @@ def test_bundled_presets_parse_and_expand():
     for name in BUNDLED:
         assert expand(load_preset(name)), name
     table3 = expand(load_preset("paper-table3"))
-    assert len(table3) == 10 and {s.kind for s in table3} == {"model"}
-    assert {(s.batch, s.resolution, s.dtype, s.device) for s in table3} == {(256, 224, "float16", "cuda")}
-    na_vs_wsa = expand(load_preset("na-vs-wsa"))
-    assert sum(s.kind != "pair" for s in na_vs_wsa) == 2 * 6 * 9
-    assert sum(s.kind == "pair" for s in na_vs_wsa) == 6 * 9  # each NA case against its window case
+    assert {s.kind for s in table3} == {"model"}
+    table3_rows = [
+        s for s in table3 if s.backend == "auto" and s.kernel_size is None and s.mode == "inference"
+    ]
+    assert len({s.target for s in table3_rows}) >= 10
+    assert {(s.resolution, s.dtype, s.device) for s in table3} == {(224, "float16", "cuda")}
+    assert {s.batch for s in table3_rows} == {256}
+    wsa = expand(load_preset("na-vs-wsa"))
+    assert len([s for s in wsa if s.kind == "op"]) == 2 * 6 * 9
+    assert sum(s.kind == "pair" for s in wsa) == 6 * 9  # each NA case against its window case
+    # whole layers at k = 7 for the layer-level claims: two NA backends and the Swin pair, 9 maps each
+    assert len([s for s in wsa if s.kind == "custom" and s.kernel_size == 7]) == 3 * 9
     quick = expand(load_preset("cpu-quick"))
     for target, backend in (("na", "tiled"), ("window", "sdpa"), ("full", "sdpa")):
         at_k7 = {
@@ -75,7 +82,10 @@ def test_bundled_presets_parse_and_expand():
         }
         assert len(at_k7) >= 5, (target, at_k7)  # enough points for a log-log fit
     assert {s.kernel_size for s in quick if s.target == "na" and s.resolution == 56} == {3, 5, 7, 9, 11, 13}
-    assert {s.target for s in quick if s.kind == "model"} == {"nat_mini", "swin_tiny"}
+    assert {"nat_mini", "swin_tiny", "dinat_mini", "nat_tiny"} <= {
+        s.target for s in quick if s.kind == "model"
+    }
+    assert any(s.mode == "training" for s in quick) and any(s.drop_rpb for s in quick)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +131,7 @@ def test_grid_overrides_replace_a_dimension():
     ops = [s for s in specs if s.kind == "op"]
     assert {s.resolution for s in ops} == {14, 28} and {s.kernel_size for s in ops} <= {3, None}
     models = [s for s in specs if s.kind == "model"]
-    assert {s.resolution for s in models} == {14, 28} and {s.kernel_size for s in models} == {None}
+    assert {s.resolution for s in models} == {14, 28} and {s.kernel_size for s in models} <= {3, None}
 
 
 def test_shards_partition_the_grid():
@@ -136,7 +146,7 @@ def test_shards_partition_the_grid():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a CPU-only machine reports")
 def test_cuda_presets_report_needs_cuda_on_cpu(tmp_path):
     frame = run_sweep("paper-table3", tmp_path, progress=False)
-    assert len(frame) == 10 and set(frame["status"]) == {"unsupported"}
+    assert len(frame) == len(expand(load_preset("paper-table3"))) and set(frame["status"]) == {"unsupported"}
     assert all(e.startswith("needs CUDA") for e in frame["error"])
     (env,) = results.read_envs(tmp_path).values()
     assert env["python"]

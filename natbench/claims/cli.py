@@ -29,7 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="exit 1 when a claim FAILs (claims marked unverified, SKIP and INCONCLUSIVE never do)",
+        help="exit 1 when a claim FAILs or ERRORs (FAILs of unverified or informative claims, SKIP and "
+        "INCONCLUSIVE never do; ERROR always does: natbench itself is wrong)",
+    )
+    parser.add_argument(
+        "--explain",
+        metavar="ID",
+        action="append",
+        default=None,
+        help="show how claim ID (or a glob) was judged: rows used, fit or ratio, band, tolerance, why",
     )
     parser.add_argument(
         "--filter",
@@ -74,6 +82,56 @@ def _short(v, width: int = 14) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def skip_summary(verdicts) -> str:
+    """SKIPs grouped by reason category, with counts (what this machine lacks)."""
+    groups: dict[str, list] = {}
+    for v in verdicts:
+        if v.verdict == "SKIP":
+            groups.setdefault(v.skip_category or "other", []).append(v)
+    if not groups:
+        return ""
+    lines = [f"SKIP by reason ({sum(map(len, groups.values()))}):"]
+    for cat, vs in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"  {len(vs):>3}  {cat}  (e.g. {vs[0].id}: {vs[0].reason})")
+    return "\n".join(lines)
+
+
+def explain(v) -> str:
+    """Everything a verdict rests on, in words."""
+    tol = v.tolerance
+    lines = [
+        f"{v.id}: {v.verdict}",
+        f"  claim:      {v.statement}",
+        f"  source:     {v.source}",
+        f"  expected:   {v.expected}"
+        + (f" (accepted {v.accepted[0]:.4g} .. {v.accepted[1]:.4g})" if v.accepted else ""),
+        f"  tolerance:  {tol['mode']} {tol.get('value', '')} - {tol.get('why', 'no reason given')}",
+        f"  aggregate:  {v.aggregate}"
+        + {
+            "each": " (every group must pass; one FAIL fails the claim)",
+            "best": " (up to: one group's whole band must clear the figure)",
+            "mean": " (on average: mean of the groups)",
+            "median": " (median of the groups)",
+        }.get(v.aggregate, ""),
+    ]
+    if v.informative:
+        lines.append("  informative: measured off the paper's conditions; never a FAIL of the paper")
+    if v.unverified:
+        lines.append("  unverified: the figure was not found again in the paper")
+    if v.note:
+        lines.append(f"  note:       {v.note}")
+    for g in v.groups:
+        lines.append(f"  group {g['label']}: {g['verdict']}")
+        lines.append(
+            f"    value {_short(g['measured'], 40)}, band {_short(g['band'], 40)} ({g.get('band_source') or '-'})"
+        )
+        lines.append(f"    from: {g['provenance']}")
+        if g.get("rows"):
+            lines.append(f"    rows: {', '.join(g['rows'][:12])}" + (" ..." if len(g["rows"]) > 12 else ""))
+    lines.append(f"  why: {v.reason}")
+    return "\n".join(lines)
+
+
 def format_table(verdicts) -> str:
     lines = []
     by_title: dict[str, list] = {}
@@ -84,7 +142,7 @@ def format_table(verdicts) -> str:
         lines.append(f"\n== {title}")
         lines.append(f"{'verdict':<12} {'id':<{idw}} {'expected':>14} {'measured':>14}  reason")
         for v in vs:
-            flag = " (unverified)" if v.unverified else ""
+            flag = (" (unverified)" if v.unverified else "") + (" (informative)" if v.informative else "")
             lines.append(
                 f"{v.verdict:<12} {v.id:<{idw}} {_short(v.expected):>14} {_short(v.measured):>14}  "
                 f"{v.reason}{flag}"
@@ -95,11 +153,12 @@ def format_table(verdicts) -> str:
     lines.append(
         "\n" + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f" of {len(verdicts)} verdicts"
     )
-    return "\n".join(lines)
+    skips = skip_summary(verdicts)
+    return "\n".join(lines) + ("\n" + skips if skips else "")
 
 
 def main(args: argparse.Namespace) -> int:
-    from natbench.claims.judge import FAIL, judge
+    from natbench.claims.judge import judge
     from natbench.claims.schema import ClaimError, load_claims
     from natbench.results import load
 
@@ -134,11 +193,26 @@ def main(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    if args.json:
+    if args.explain:
+        chosen = [
+            v for v in verdicts if any(fnmatch.fnmatchcase(v.id, g) or v.claim_id == g for g in args.explain)
+        ]
+        if not chosen:
+            print(f"natbench claims: no verdict id matches {args.explain}", file=sys.stderr)
+            return 2
+        print("\n\n".join(explain(v) for v in chosen))
+    elif args.json:
         print(json.dumps(payload, indent=2))
     else:
         print(format_table(verdicts))
         if args.out:
             print(f"wrote {len(payload)} verdicts to {args.out}")
-    failed = [v for v in verdicts if v.verdict == FAIL and not v.unverified]
-    return 1 if args.strict and failed else 0
+    failed = [v for v in verdicts if v.counts_for_strict]
+    if args.strict and failed:
+        print(
+            f"natbench claims --strict: {len(failed)} claim(s) FAIL or ERROR: "
+            + ", ".join(v.id for v in failed[:10]),
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -40,21 +40,29 @@ METHODS = {
     "model_info": {"model", "field", "resolution", "timm_model"},
     "backbone_shapes": {"model", "resolution"},
     "row": {"where", "field", "aggregate"},
-    "ratio": {"where", "numerator", "denominator", "field", "match", "aggregate"},
+    "top1": {"where", "aggregate"},
+    "ratio": {"where", "numerator", "denominator", "field", "match", "aggregate", "op"},
     "scaling": {"where", "y", "x", "per", "largest", "min_points"},
     "rate": {"where", "aggregate"},
-    "unmeasurable": {"reason"},
+    "counted_flops": {"target", "x", "sizes", "fixed"},
+    "unmeasurable": {"reason", "category"},
 }
 REQUIRED_MEASURE_KEYS = {
     "model_info": {"model", "field"},
     "backbone_shapes": {"model"},
     "row": {"field"},
+    "top1": {"where"},
     "ratio": {"numerator", "denominator", "field"},
     "scaling": {"y"},
     "rate": set(),
+    "counted_flops": {"target", "sizes"},
     "unmeasurable": {"reason"},
 }
-AGGREGATES = ("each", "max", "min", "mean", "median")
+# each: every group must pass ("each", "every", "at every resolution"); best: "up to" (one group's band must
+# clear the figure); mean / median: "on average"
+AGGREGATES = ("each", "best", "mean", "median")
+ONE_SIDED = ("at_least", "at_most")
+POINT_KINDS = ("params", "macs", "feature_shape")
 REQUIRES_KEYS = {"device", "dtype", "libnatten", "imagenet", "checkpoints", "gpu"}
 DEVICES = ("cpu", "cuda", "any")
 CLAIM_KEYS = {
@@ -69,6 +77,7 @@ CLAIM_KEYS = {
     "measure",
     "presets",
     "unverified",
+    "informative",
     "note",
 }
 REQUIRED_CLAIM_KEYS = ("id", "source", "statement", "kind", "tolerance", "measure")
@@ -91,6 +100,8 @@ class Claim:
     requires: dict[str, Any] = field(default_factory=dict)
     presets: tuple[str, ...] = ()
     unverified: bool = False
+    informative: bool = False  # measured and shown, never a FAIL of the paper (off its conditions)
+    expected_ratio: tuple[float, float] | None = None  # the paper's two numbers behind a ratio
     note: str = ""
     file: str = ""
     title: str = ""
@@ -132,7 +143,7 @@ def _check_measure(measure: Any, fail) -> None:
             _check_where(measure[name], f"measure.{name}", fail)
     cols = _columns()
     for name in ("field", "y", "x"):
-        if name in measure and measure[name] not in cols and method not in ("model_info",):
+        if name in measure and measure[name] not in cols and method not in ("model_info", "counted_flops"):
             fail(f"measure.{name} {measure[name]!r} is not a result column (see natbench.results.COLUMNS)")
     for name in ("match", "per"):
         if name in measure:
@@ -140,7 +151,22 @@ def _check_measure(measure: Any, fail) -> None:
             if bad:
                 fail(f"measure.{name} names unknown result columns {bad}")
     if measure.get("aggregate", "each") not in AGGREGATES:
-        fail(f"measure.aggregate must be one of {AGGREGATES}, got {measure['aggregate']!r}")
+        hint = " ('up to' claims: best)" if measure.get("aggregate") in ("max", "min") else ""
+        fail(f"measure.aggregate must be one of {AGGREGATES}, got {measure['aggregate']!r}{hint}")
+    if measure.get("op", "ratio") not in ("ratio", "difference"):
+        fail(f"measure.op must be 'ratio' or 'difference', got {measure['op']!r}")
+    if method == "counted_flops":
+        if measure["target"] not in ("na", "window", "full"):
+            fail(f"measure.target for counted_flops must be na, window or full, got {measure['target']!r}")
+        if measure.get("x", "tokens") not in ("tokens", "kernel_tokens"):
+            fail("measure.x for counted_flops must be 'tokens' or 'kernel_tokens'")
+        sizes = measure["sizes"]
+        if (
+            not isinstance(sizes, list)
+            or len(sizes) < 3
+            or not all(isinstance(v, int) and v > 0 for v in sizes)
+        ):
+            fail(f"measure.sizes must list >= 3 positive ints, got {sizes!r}")
     if method == "model_info" and measure["field"] not in ("params", "macs"):
         fail(f"measure.field for model_info must be 'params' or 'macs', got {measure['field']!r}")
     for name in ("largest", "min_points", "resolution"):
@@ -201,6 +227,11 @@ def parse_claim(raw: dict[str, Any], file: str, title: str) -> Claim:
         fail(f"unknown kind {raw['kind']!r}; known kinds: {sorted(KINDS)}")
     _check_tolerance(raw["tolerance"], fail)
     _check_measure(raw["measure"], fail)
+    mode = raw["tolerance"]["mode"]
+    if raw["measure"].get("aggregate") == "best" and mode not in ONE_SIDED:
+        fail(f"an 'up to' claim (aggregate = best) needs a one-sided tolerance ({ONE_SIDED}), got {mode!r}")
+    if raw["kind"] in POINT_KINDS and mode in ONE_SIDED:
+        fail(f"{raw['kind']} claims are point figures: use a two-sided tolerance (absolute, relative, exact)")
     _check_requires(raw.get("requires", {}), fail)
     has_expected, has_ratio = "expected" in raw, "expected_ratio" in raw
     if (has_expected and has_ratio) or (
@@ -229,8 +260,9 @@ def parse_claim(raw: dict[str, Any], file: str, title: str) -> Claim:
         presets = [presets]
     if not isinstance(presets, list) or not all(isinstance(p, str) for p in presets):
         fail("presets must be a list of sweep preset names")
-    if not isinstance(raw.get("unverified", False), bool):
-        fail("unverified must be true or false")
+    for key in ("unverified", "informative"):
+        if not isinstance(raw.get(key, False), bool):
+            fail(f"{key} must be true or false")
     return Claim(
         id=raw["id"],
         source=raw["source"],
@@ -242,6 +274,8 @@ def parse_claim(raw: dict[str, Any], file: str, title: str) -> Claim:
         requires=dict(raw.get("requires", {})),
         presets=tuple(presets),
         unverified=raw.get("unverified", False),
+        informative=raw.get("informative", False),
+        expected_ratio=tuple(raw["expected_ratio"]) if has_ratio else None,
         note=raw.get("note", ""),
         file=file,
         title=title,
@@ -256,16 +290,46 @@ def load_file(path: str | Path) -> list[Claim]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ClaimError(f"{path}: not valid TOML: {exc}") from exc
-    unknown = set(data) - {"title", "claim"}
+    unknown = set(data) - {"title", "defaults", "claim"}
     if unknown:
         raise ClaimError(
-            f"{path}: unknown top-level keys {sorted(unknown)}; a claim file has `title` and [[claim]]"
+            f"{path}: unknown top-level keys {sorted(unknown)}; a claim file has `title`, [defaults] and [[claim]]"
         )
     raws = data.get("claim")
     if not isinstance(raws, list) or not raws:
         raise ClaimError(f"{path}: no [[claim]] tables")
     title = data.get("title", path.stem)
-    return [parse_claim(raw, str(path), title) for raw in raws]
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ClaimError(f"{path}: [defaults] must be a table")
+    return [parse_claim(with_defaults(raw, defaults), str(path), title) for raw in raws]
+
+
+def with_defaults(raw: Any, defaults: dict[str, Any]) -> Any:
+    """A claim table over its file's [defaults]: `[defaults]` keys apply to every claim, `[defaults.<kind>]`
+    to claims of that kind; tables merge key by key (nested tables too), the claim's own values win. A claim
+    whose measure names another method than the default's takes none of the default's measure keys."""
+    if not isinstance(raw, dict):
+        return raw
+    layers = [{k: v for k, v in defaults.items() if k not in KINDS}, defaults.get(raw.get("kind"), {})]
+    out: dict[str, Any] = {}
+    for layer in [*layers, raw]:
+        for key, value in layer.items():
+            base = out.get(key)
+            if key == "measure" and isinstance(base, dict) and isinstance(value, dict):
+                if value.get("method", base.get("method")) != base.get("method"):
+                    base = {}
+            out[key] = _merge(key, base, value)
+    return out
+
+
+MERGED_TABLES = ("measure", "where", "tolerance")  # requires, numerator, denominator: replaced whole
+
+
+def _merge(key: str, base: Any, value: Any) -> Any:
+    if key in MERGED_TABLES and isinstance(base, dict) and isinstance(value, dict):
+        return {**base, **{k: _merge(k, base.get(k), v) for k, v in value.items()}}
+    return value
 
 
 def load_claims(paths: str | Path | list[str | Path] | None = None) -> list[Claim]:

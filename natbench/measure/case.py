@@ -155,6 +155,10 @@ def _model(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared
         overrides["attention_backend"] = spec.backend
     if spec.kernel_size is not None:
         overrides["kernel_size"] = spec.kernel_size
+    if spec.drop_rpb:
+        if family not in ("nat", "dinat"):
+            raise Unsupported(f"drop_rpb applies to NAT/DiNAT models only; {spec.target} is {family}")
+        overrides["drop_rpb"] = True
     if family == "swin" and spec.resolution != 224:
         overrides["img_size"] = spec.resolution
     # MACs of the model as built here: a kernel_size override changes every attention layer's share

@@ -11,7 +11,7 @@ from natbench.measure.spec import DTYPES, HELP, MODES
 from natbench.results import CASE_PARAMS
 
 # set from the flags of the same name; target, shifted and rpb are read separately
-FIELDS = tuple(k for k in CASE_PARAMS if k not in ("target", "shifted", "rpb"))
+FIELDS = tuple(k for k in CASE_PARAMS if k not in ("target", "shifted", "rpb", "drop_rpb"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=int, dest=name, help=HELP[name])
     parser.add_argument("--shifted", action="store_true", help=HELP["shifted"])
     parser.add_argument("--rpb", action="store_true", help=HELP["rpb"])
+    parser.add_argument("--drop-rpb", action="store_true", help=HELP["drop_rpb"])
     parser.add_argument("--min-run-time", type=float, default=0.5, metavar="S", help="seconds of timed calls")
     parser.add_argument(
         "--l2-flush", action="store_true", help="CUDA: flush L2 (256 MB write) before every call"
@@ -55,6 +56,7 @@ def main(args: argparse.Namespace) -> int:
 
     data = {k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None}
     data.update(target=args.target, shifted=args.shifted or None, rpb=args.rpb or None)
+    data.update(drop_rpb=args.drop_rpb or None)
     timing = {"min_run_time": args.min_run_time, "l2_flush": args.l2_flush}
     if args.repeats < 1:
         print(f"natbench run: error: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)

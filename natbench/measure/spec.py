@@ -43,6 +43,7 @@ HELP = {
     "head_dim": "channels per head (ops)",
     "shifted": "window only: Swin's shifted windows (shift = window // 2)",
     "rpb": "na / window: add a relative positional bias",
+    "drop_rpb": "NAT/DiNAT models: run without their RPB (natten's fused kernels have none; changes logits)",
 }
 
 
@@ -61,6 +62,7 @@ class CaseSpec:
     head_dim: int | None = None
     shifted: bool | None = None
     rpb: bool | None = None
+    drop_rpb: bool | None = None
 
     @property
     def kind(self) -> str:
@@ -90,6 +92,7 @@ class CaseSpec:
         if spec.kind == "op":
             filled = {k: v if getattr(spec, k) is None else getattr(spec, k) for k, v in OP_DEFAULTS.items()}
             spec = replace(spec, **filled)
+            spec = replace(spec, drop_rpb=None)
             if spec.target == "na":
                 spec = replace(spec, shifted=None, rpb=bool(spec.rpb))
             else:
@@ -115,6 +118,7 @@ class CaseSpec:
                 shifted=None,
                 rpb=None,
                 resolution=spec.resolution or MODEL_RESOLUTION,
+                drop_rpb=True if spec.drop_rpb else None,  # unset and false are one case
             )
         return spec
 
@@ -143,7 +147,10 @@ class CaseSpec:
     @property
     def case_id(self) -> str:
         """Readable prefix plus a short hash of every normalized parameter: stable across runs and machines."""
-        params = json.dumps(self.to_dict(), sort_keys=True)
+        d = self.to_dict()
+        if d["drop_rpb"] is None:  # ids of cases without the field stay what they were before it existed
+            del d["drop_rpb"]
+        params = json.dumps(d, sort_keys=True)
         digest = hashlib.sha1(params.encode()).hexdigest()[:10]
         parts = [self.target.replace(":", ".").replace("_", "-")]
         if self.kind == "op" and self.target == "na":
@@ -157,7 +164,7 @@ class CaseSpec:
 
 
 _INT_FIELDS = {"batch", "resolution", "kernel_size", "dilation", "heads", "head_dim"}
-_BOOL_FIELDS = {"shifted", "rpb"}
+_BOOL_FIELDS = {"shifted", "rpb", "drop_rpb"}
 
 
 def coerce(name: str, value: Any) -> Any:

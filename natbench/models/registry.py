@@ -33,6 +33,8 @@ class ModelEntry:
     paper_gmacs: float | None
     nat_config: dict[str, Any] = field(default_factory=dict)
     timm_name: str | None = None
+    timm_kwargs: dict[str, Any] = field(default_factory=dict)
+    builder: str = "hierarchical"  # NAT/DiNAT: "hierarchical" (NatForImageClassification) or "isotropic"
 
 
 _MINI = dict(embed_dim=64, depths=[3, 4, 6, 5], num_heads=[2, 4, 8, 16], mlp_ratio=3.0, drop_path_rate=0.2)
@@ -54,18 +56,39 @@ _BASE = dict(
     layer_scale_init_value=1e-5,
 )
 _PAPER = {"mini": (20, 2.7), "tiny": (28, 4.3), "small": (51, 7.8), "base": (90, 13.7)}  # NAT paper Table 3
+_DINAT_PAPER = _PAPER  # DiNAT paper Table 3: the same params and GMACs as NAT
 
 _ENTRIES: dict[str, ModelEntry] = {}
 for _size, _cfg in (("mini", _MINI), ("tiny", _TINY), ("small", _SMALL), ("base", _BASE)):
     _p, _g = _PAPER[_size]
     _ENTRIES[f"nat_{_size}"] = ModelEntry(f"nat_{_size}", "nat", _p * 10**6, _g, dict(_cfg, kernel_size=7))
-    # The claims file carries no DiNAT table, so no paper figures are attached to DiNAT here.
     _ENTRIES[f"dinat_{_size}"] = ModelEntry(
         f"dinat_{_size}",
         "dinat",
-        None,
-        None,
+        _DINAT_PAPER[_size][0] * 10**6,
+        _DINAT_PAPER[_size][1],
         dict(_cfg, kernel_size=7, dilations=dinat_dilations(_cfg["depths"])),
+    )
+# Isotropic NAT and its self-attention twin ViT+ (DiNAT paper Table 5; SHI-Labs classification/isotropic.py):
+# 16x16 patches, 12 layers, MLP ratio 4; ViT+ is ViT with a relative positional bias (timm's vit_relpos).
+for _size, _dim, _heads, _dpr in (("small", 384, 12, 0.1), ("base", 768, 24, 0.4)):
+    _ENTRIES[f"nat_isotropic_{_size}"] = ModelEntry(
+        f"nat_isotropic_{_size}",
+        "nat",
+        None,
+        None,
+        dict(
+            embed_dim=_dim, depths=[12], num_heads=[_heads], mlp_ratio=4.0, drop_path_rate=_dpr, kernel_size=7
+        ),
+        builder="isotropic",
+    )
+    _ENTRIES[f"vit_rpb_{_size}"] = ModelEntry(
+        f"vit_rpb_{_size}",
+        "vit",
+        None,
+        None,
+        timm_name=f"vit_relpos_{_size}_patch16_224",
+        timm_kwargs={"num_heads": _heads},
     )
 for _size, _swin, _cnx in (
     ("tiny", (28, 4.5), (28, 4.5)),
@@ -129,6 +152,12 @@ def _create_nat(name: str, pretrained, overrides: dict) -> nn.Module:
     from natbench.models import checkpoint as ckpt
     from natbench.models.nat import NatForImageClassification
 
+    if get_entry(name).builder == "isotropic":
+        from natbench.models.isotropic import IsotropicNat
+
+        if pretrained is not None:
+            raise ValueError(f"{name}: natbench loads no isotropic NAT checkpoints; pass pretrained=None")
+        return IsotropicNat(nat_config(name, **overrides))
     if pretrained is None:
         return NatForImageClassification(nat_config(name, **overrides))
     path = ckpt.resolve(pretrained)
@@ -146,7 +175,7 @@ def _create_timm(entry: ModelEntry, pretrained, overrides: dict) -> nn.Module:
         raise ValueError(
             f"{nat_only} apply to NAT/DiNAT models only; {entry.name} is timm's {entry.timm_name}"
         )
-    kwargs = {_TIMM_ARGS.get(k, k): v for k, v in overrides.items()}
+    kwargs = {**entry.timm_kwargs, **{_TIMM_ARGS.get(k, k): v for k, v in overrides.items()}}
     model = timm.create_model(entry.timm_name, pretrained=False, **kwargs)
     if pretrained is not None:
         from natbench.models import checkpoint as ckpt

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -36,40 +34,11 @@ SERIES_KEYS = ["machine", *FIGURE_KEYS]
 
 @lru_cache(maxsize=1)
 def paper_figures() -> dict[str, Any]:
-    """Published numbers drawn beside ours: the claims registry's where it has them, else paper_figures.yaml.
+    """Published numbers drawn beside ours, from the claims registry (natbench/claims/data); `registry` lists
+    the claim ids they came from."""
+    from natbench.claims.figures import paper_figures as from_registry
 
-    The result says where each came from: `registry` lists the claim ids used.
-    """
-    import yaml
-
-    text = resources.files("natbench.report").joinpath("paper_figures.yaml").read_text(encoding="utf-8")
-    paper = yaml.safe_load(text)
-    paper["registry"] = []
-    try:
-        from natbench.claims import load_claims
-
-        claims = load_claims()
-    except Exception as exc:  # the registry is optional here: the shipped file has every number
-        paper["registry_error"] = f"{type(exc).__name__}: {exc}"
-        return paper
-    wsa = paper["na_vs_wsa"]
-    curves = {"speed": "speed_tiled_cuda", "memory": "memory_tiled_cuda"}
-    models = paper["table3"]["models"]
-    fields = {"params": ("params_m", 1e-6), "macs": ("gmacs", 1e-9), "top1": ("top1", 1.0)}
-    for claim in claims:
-        if not isinstance(claim.expected, (int, float)):
-            continue
-        m = re.fullmatch(r"nat\.natten\.(speed|memory)\.r(\d+)", claim.id)
-        if m and int(m[2]) in wsa["resolutions"]:
-            wsa[curves[m[1]]][wsa["resolutions"].index(int(m[2]))] = round(100 * claim.expected, 6)
-            paper["registry"].append(claim.id)
-            continue
-        m = re.search(r"(?:^|\.)([a-z_]+)\.(params|macs|top1)$", claim.id)
-        if m and m[1] in models:
-            key, unit = fields[m[2]]
-            models[m[1]][key] = round(claim.expected * unit, 6)
-            paper["registry"].append(claim.id)
-    return paper
+    return from_registry()
 
 
 def load_results(dirs: list[str | Path]) -> pd.DataFrame:

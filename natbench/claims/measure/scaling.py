@@ -1,0 +1,88 @@
+"""`scaling`: log-log fit of `y` against `x` per group of `per` columns over the `largest` distinct x; one
+verdict per group. The fitter is issue-12's natbench.measure.stats.fit_power_law when present."""
+
+from __future__ import annotations
+
+from natbench.claims.measure.groups import filled, label, with_machine
+from natbench.claims.measure.outcome import Measurement, Outcome, skip
+from natbench.claims.measure.rows import is_missing, select
+from natbench.claims.schema import Claim
+
+DEFAULT_PER = [
+    "device",
+    "device_name",
+    "backend",
+    "kernel",
+    "dtype",
+    "mode",
+    "batch",
+    "kernel_size",
+    "dilation",
+    "heads",
+    "head_dim",
+]
+
+
+def fit(xs, ys):
+    """(exponent, ci_low, ci_high, description) of a power-law fit."""
+    try:
+        from natbench.measure.stats import fit_power_law  # issue-12: CI from a bootstrap over processes
+    except ImportError:
+        from natbench.claims.scaling import fit_power_law
+    f = fit_power_law(xs, ys)
+    return f.exponent, f.ci_low, f.ci_high, f"{getattr(f, 'points', getattr(f, 'n_sizes', len(xs)))} points"
+
+
+def measure_scaling(claim: Claim, df) -> Outcome:
+    m = claim.measure
+    rows, why = select(df, claim, m.get("where"))
+    if why:
+        return why
+    x_name, y_name = m.get("x", "tokens"), m["y"]
+    per = with_machine(list(m.get("per", DEFAULT_PER)), df)
+    largest, min_points = m.get("largest", 4), m.get("min_points", 3)
+    rows = filled(rows, per)
+    if x_name == "tokens":  # custom-case rows carry no tokens: a square map of `resolution`
+        rows["tokens"] = [
+            t if not is_missing(t) else (r * r if not is_missing(r) else None)
+            for t, r in zip(rows["tokens"], rows["resolution"], strict=True)
+        ]
+    rows = rows[rows[x_name].map(lambda v: not is_missing(v) and float(v) > 0)]
+    rows = rows[rows[y_name].map(lambda v: not is_missing(v) and float(v) > 0)]
+    if len(rows) == 0:
+        return skip("no matching rows", f"no rows with positive {x_name} and {y_name}")
+    fittable, notes = [], []
+    for key, g in rows.groupby(per, sort=True, dropna=False):
+        values = dict(zip(per, key if isinstance(key, tuple) else (key,), strict=True))
+        xs = sorted({float(v) for v in g[x_name]})
+        if len(xs) < min_points:
+            notes.append(f"{label(values, set(per))}: only {len(xs)} distinct {x_name} values")
+            continue
+        fittable.append((values, g, set(xs[-largest:])))
+    varying = {c for c in per if len({str(v[c]) for v, _, _ in fittable}) > 1}
+    out = []
+    for values, g, keep in fittable:
+        g = g[g[x_name].map(lambda v, keep=keep: float(v) in keep)]
+        b, lo, hi, pts = fit(g[x_name].astype(float), g[y_name].astype(float))
+        span = f"{int(min(keep)):,}..{int(max(keep)):,}"
+        prov = (
+            f"log-log fit of {y_name} vs {x_name} over the {len(keep)} largest {x_name} ({span}; {pts}): "
+            f"exponent {b:.3f}, 95 % CI [{lo:.3f}, {hi:.3f}]"
+        )
+        out.append(
+            Measurement(
+                label(values, varying),
+                b,
+                lo,
+                hi,
+                prov,
+                [str(c) for c in g["case_id"]],
+                "95 % CI of the fitted exponent",
+            )
+        )
+    if not out:
+        return skip(
+            "too few sizes",
+            f"no group has the {min_points} distinct {x_name} values a fit needs: " + "; ".join(notes),
+        )
+    return Outcome(measurements=out, expand=True, notes=notes)

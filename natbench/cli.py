@@ -13,6 +13,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "natbench.measure.cli",
         "measure one case (op or model) in a fresh process: latency, memory, FLOPs",
     ),
+    "profile": (
+        "natbench.measure.profile",
+        "where a model's forward spends its CPU time: per stage and part (attention, linears, layout, convs)",
+    ),
     "sweep": (
         "natbench.sweep.cli",
         "run a preset grid of cases into a results directory (resumable, shardable)",

@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "compare two result directories: per-case latency ratios, regressions exit 1",
     ),
     "report": ("natbench.report", "build the static results site (figures, model table, claims, history)"),
+    "gpu-check": (
+        "natbench.gpu_check",
+        "one short GPU run: install natten (Flex), check flex/natten vs reference, time table3 + na-vs-wsa, judge",
+    ),
     "reproduce": ("natbench.reproduce", "sweep a preset, judge the claims and build the report in one go"),
 }
 

@@ -2,7 +2,7 @@
 
 Every module's forward is wrapped in a profiler range named after its qualified name; each aten op's self time
 goes to the innermost module around it. Parts: attn (the attention op: SDPA, masks, NA kernels), attn-layout
-(copies / permutes inside the attention modules), qkv / proj / mlp (linears), conv, norm, layout (copies and
+(copies / permutes inside the attention modules), qkv / proj / mlp (linears; NAT's fused qkv GEMM too), conv, norm, layout (copies and
 rolls elsewhere), other (activations, residual adds, python between ops).
 """
 
@@ -39,6 +39,7 @@ LAYOUT_OPS = frozenset(
         "aten::fill_",
     }
 )
+GEMMS = frozenset({"aten::linear", "aten::addmm", "aten::mm", "aten::matmul"})
 PARTS = ("attn", "attn-layout", "qkv", "proj", "mlp", "conv", "norm", "layout", "other")
 _STAGE = re.compile(r"(?:levels|layers|stages)\.(\d+)")
 _ATTN = ("attention.self", "attn")  # NAT's NeighborhoodAttention, timm's WindowAttention
@@ -110,7 +111,12 @@ def breakdown(events, modules: dict[str, nn.Module]) -> dict[tuple[str, str], fl
         if owner is None or owner not in modules:
             continue
         part = part_of(owner, modules[owner])
-        if ev.name in LAYOUT_OPS:
+        parent_op = ev.cpu_parent.name if ev.cpu_parent is not None else ""
+        if part == "attn" and owner.endswith("attention.self") and (ev.name in GEMMS or parent_op in GEMMS):
+            part = "qkv"  # NAT's fused q/k/v GEMM runs inside the attention module, not in a Linear
+        elif parent_op in GEMMS:
+            pass  # addmm's bias copy belongs to its GEMM
+        elif ev.name in LAYOUT_OPS:
             in_attn = any(owner.endswith(a) or f"{a}." in owner for a in _ATTN)
             part = "attn-layout" if in_attn else ("layout" if part in ("other", "attn") else part)
         out[(stage_of(owner), part)] += ev.self_cpu_time_total

@@ -211,3 +211,26 @@ def test_masked_rpb_cache_follows_in_place_updates():
     ref = neighborhood_attention_2d(q, k, v, 5, 1, rpb, backend="reference")
     torch.testing.assert_close(second, ref, atol=1e-5, rtol=1e-5)
     assert (first - second).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "height,width,kernel,dilation,kernel_ran",
+    [
+        (28, 28, 7, 2, "masked-sdpa"),  # equal residue classes of 14x14, stacked into the batch
+        (60, 44, 5, 2, "tiled-sdpa"),  # equal classes of 30x22, stacked, on the strip kernel
+        (34, 35, 7, 2, "masked-sdpa+tiled-sdpa"),  # unequal classes: 17x18 tiled, 17x17 masked
+        (36, 24, 5, (4, 3), "masked-sdpa"),  # different dilation per axis
+    ],
+)
+def test_dilated_maps_per_residue_class_match_reference(height, width, kernel, dilation, kernel_ran):
+    grads = {}
+    for backend in ("tiled", "reference"):
+        q, k, v = _qkv(2, height, width, grad=True)
+        rpb = _rpb(kernel, grad=True)
+        out = neighborhood_attention_2d(q, k, v, kernel, dilation, rpb, backend=backend)
+        if backend == "tiled":
+            assert last_kernel() == f"tiled:{kernel_ran}"
+        up = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+        grads[backend] = (out.detach(), *torch.autograd.grad(out, (q, k, v, rpb), up))
+    for name, got, want in zip("out q k v rpb".split(), grads["tiled"], grads["reference"]):
+        torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4, msg=name)

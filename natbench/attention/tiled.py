@@ -268,15 +268,31 @@ def na2d_tiled(
     q, k, v, kernel_size, dilation, rpb, scale, strip: int = STRIP_TARGET, rows: int = ROWS_TARGET
 ):
     """Backend entry point: returns the output and the kernel that ran ("tiled-sdpa" or "masked-sdpa")."""
-    if use_masked(q.shape[1], q.shape[2], kernel_size):
+    batch, height, width, heads, d = q.shape
+    if use_masked(height, width, kernel_size):
         return na2d_masked(q, k, v, kernel_size, dilation, rpb, scale)
     dh, dw = dilation
+    if (dh > 1 or dw > 1) and height % dh == 0 and width % dw == 0:
+        # Equal residue classes: one dilation-1 map per class, all classes stacked into the batch (one call).
+        def fold(x):
+            x = x.reshape(batch, height // dh, dh, width // dw, dw, heads, d).permute(0, 2, 4, 1, 3, 5, 6)
+            return x.reshape(batch * dh * dw, height // dh, width // dw, heads, d)
+
+        res, kernel = na2d_tiled(fold(q), fold(k), fold(v), kernel_size, (1, 1), rpb, scale, strip, rows)
+        res = res.view(batch, dh, dw, height // dh, width // dw, heads, d).permute(0, 3, 1, 4, 2, 5, 6)
+        return res.reshape(batch, height, width, heads, d), kernel
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    kernels = set()
     for cy in range(dh):
         for cx in range(dw):
             sub = (slice(None), slice(cy, None, dh), slice(cx, None, dw))
-            _na2d_dense(q[sub], k[sub], v[sub], kernel_size, rpb, scale, out[sub], strip, rows)
-    return out, "tiled-sdpa"
+            if use_masked(out[sub].shape[1], out[sub].shape[2], kernel_size):
+                out[sub] = na2d_masked(q[sub], k[sub], v[sub], kernel_size, (1, 1), rpb, scale)[0]
+                kernels.add("masked-sdpa")
+            else:
+                _na2d_dense(q[sub], k[sub], v[sub], kernel_size, rpb, scale, out[sub], strip, rows)
+                kernels.add("tiled-sdpa")
+    return out, "+".join(sorted(kernels))
 
 
 def use_masked(height: int, width: int, kernel_size: tuple[int, int]) -> bool:

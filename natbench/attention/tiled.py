@@ -140,12 +140,26 @@ def _neg(ok: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(ok.shape, dtype=dtype, device=ok.device).masked_fill_(~ok, float("-inf"))
 
 
+_BIASES: dict = {}  # (id(rpb), id(idx), dtype) -> (rpb, version, idx, bias): inference reuses the gathered RPB
+
+
 def _bias(ok, idx, rpb, dtype):
     """SDPA mask: 0/-inf [..., 1, q, k] without RPB, RPB/-inf [..., heads, q, k] with it."""
     if rpb is None:
         return _neg(ok, dtype).unsqueeze(-3)
+    cacheable = not torch.is_grad_enabled() and not rpb.is_inference()
+    key = (id(rpb), id(idx), dtype)
+    if cacheable:
+        hit = _BIASES.get(key)
+        if hit and hit[0] is rpb and hit[1] == rpb._version and hit[2] is idx:
+            return hit[3]
     bias = rpb.to(dtype).flatten(1)[:, idx]  # [heads, ..., q, k]
-    return bias.movedim(0, -3).masked_fill(~ok.unsqueeze(-3), float("-inf"))
+    bias = bias.movedim(0, -3).masked_fill(~ok.unsqueeze(-3), float("-inf"))
+    if cacheable:
+        if len(_BIASES) >= 1024:
+            _BIASES.clear()
+        _BIASES[key] = (rpb, rpb._version, idx, bias)
+    return bias
 
 
 def _strips(

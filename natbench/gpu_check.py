@@ -252,14 +252,18 @@ def run_sweeps(mode: Mode, out: Path, deadline: float, sweep=None) -> dict[str, 
     if sweep is None:
         from natbench.sweep import run_sweep as sweep
     ran, not_run, statuses = [], [], {}
-    per_case = mode.case_estimate_s
+    seen: dict[str, list[float]] = {}  # seconds per case so far, per preset: the next chunk's estimate
     for preset, grid in sweep_chunks(mode):
         label = f"{preset.name}:{','.join(f'{k}={v[0]}' for k, v in grid.items())}"
         cases = 2 if preset.name == "na-vs-wsa" else 1
+        past = seen.get(preset.name)
+        per_case = max(past) if past else mode.case_estimate_s
         if time.monotonic() + per_case * cases > deadline:
             not_run.append(label)
             continue
+        t0 = time.monotonic()
         frame = sweep(preset, out, grid=grid, progress=False)
+        seen.setdefault(preset.name, []).append((time.monotonic() - t0) / cases)
         for status in frame["status"]:
             statuses[status] = statuses.get(status, 0) + 1
         ran.append(label)

@@ -166,3 +166,24 @@ def test_natten_kernel_detection_with_stand_ins(monkeypatch):
     assert "libnatten" in natten_backend.why_unavailable(torch.device("cuda"), torch.float16)
     monkeypatch.setattr(natten_backend, "has_libnatten", lambda: True)
     assert natten_backend.why_unavailable(torch.device("cuda"), torch.float16) is None
+
+
+def test_sweeps_estimate_the_next_chunk_from_the_chunks_that_ran(tmp_path, monkeypatch):
+    import pandas as pd
+
+    clock = [0.0]
+    monkeypatch.setattr(gpu_check.time, "monotonic", lambda: clock[0])
+
+    def sweep(preset, out, grid, progress):
+        clock[0] += 10.0  # every chunk takes 10 s
+        return pd.DataFrame({"status": ["ok"]})
+
+    mode = gpu_check.dataclasses.replace(gpu_check.STAND_IN, models=("a", "b", "c"), sides=())
+    monkeypatch.setattr(
+        gpu_check,
+        "sweep_chunks",
+        lambda m: [(type("P", (), {"name": "paper-table3"}), {"target": [x]}) for x in m.models],
+    )
+    info = gpu_check.run_sweeps(mode, tmp_path, 25.0, sweep)
+    assert info["ran"] == ["paper-table3:target=a", "paper-table3:target=b"]
+    assert info["not_run_budget"] == ["paper-table3:target=c"]

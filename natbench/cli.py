@@ -13,6 +13,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "natbench.measure.cli",
         "measure one case (op or model) in a fresh process: latency, memory, FLOPs",
     ),
+    "profile": (
+        "natbench.measure.profile",
+        "where a model's forward spends its CPU time: per stage and part (attention, linears, layout, convs)",
+    ),
     "sweep": (
         "natbench.sweep.cli",
         "run a preset grid of cases into a results directory (resumable, shardable)",
@@ -35,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "compare two result directories: per-case latency ratios, regressions exit 1",
     ),
     "report": ("natbench.report", "build the static results site (figures, model table, claims, history)"),
+    "gpu-check": (
+        "natbench.gpu_check",
+        "one short GPU run: install natten (Flex), check flex/natten vs reference, time table3 + na-vs-wsa, judge",
+    ),
     "reproduce": ("natbench.reproduce", "sweep a preset, judge the claims and build the report in one go"),
 }
 

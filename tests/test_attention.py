@@ -301,3 +301,31 @@ def test_shape_caches_filled_in_inference_mode_still_serve_autograd(op):
         run(*(t.detach() for t in (q, k, v)))
     run(q, k, v).sum().backward()
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v, rpb))
+
+
+@pytest.mark.parametrize("height,width,kernel,dilation", [(20, 23, 5, 2), (9, 13, 3, 1), (30, 17, 7, 1)])
+def test_flex_tile_and_row_order_equal_reference(height, width, kernel, dilation):
+    """Tile order (8x16 tiles, padded maps) and row order give the reference's values, RPB included."""
+    from natbench.attention.flex import na2d_flex
+    from natbench.attention.reference import na2d_reference
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, height, width, 2, 16, generator=gen) for _ in range(3))
+    rpb = torch.randn(2, 2 * kernel - 1, 2 * kernel - 1, generator=gen)
+    ks, dil = (kernel, kernel), (dilation, dilation)
+    with torch.no_grad():
+        ref = na2d_reference(q, k, v, ks, dil, rpb, 0.25)
+        for order in ("tiles", "rows"):
+            out, kernel_ran = na2d_flex(q, k, v, ks, dil, rpb, 0.25, compile=False, order=order)
+            torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5, msg=order)
+    with pytest.raises(ValueError, match="order must be"):
+        na2d_flex(q, k, v, ks, dil, rpb, 0.25, compile=False, order="diagonal")
+
+
+def test_flex_tile_block_mask_has_constant_blocks_per_query_block():
+    """Tile order: every query block reaches at most 3 x 3 key tiles (k = 7), whatever the map size."""
+    from natbench.attention.flex import _tiles
+
+    for side in (56, 112):
+        counts = _tiles(side, side, (7, 7), (1, 1), "cpu")[7]
+        assert int(counts.max()) <= 9 and int(counts.min()) >= 4

@@ -50,12 +50,21 @@ CASES = [
 ]
 
 
+@pytest.fixture(params=["tiled-sdpa", "masked-sdpa"])
+def path(request, monkeypatch):
+    """Force the strip kernel or the whole-map masked SDPA, whatever the map size."""
+    big = request.param == "masked-sdpa"
+    monkeypatch.setattr(tiled, "MASKED_MAX_KEYS_RATIO", 10**6 if big else 0)
+    monkeypatch.setattr(tiled, "MASKED_MAX_TOKENS", 10**6 if big else 0)
+    return request.param
+
+
 @pytest.mark.parametrize("batch,height,width,kernel,dilation,use_rpb,scale", CASES)
-def test_tiled_matches_reference(batch, height, width, kernel, dilation, use_rpb, scale):
+def test_tiled_matches_reference(batch, height, width, kernel, dilation, use_rpb, scale, path):
     q, k, v = _qkv(batch, height, width)
     rpb = _rpb(kernel) if use_rpb else None
     out = neighborhood_attention_2d(q, k, v, kernel, dilation, rpb, scale, backend="tiled")
-    assert last_kernel() == "tiled:tiled-sdpa"
+    assert last_kernel() == f"tiled:{path}"
     ref = neighborhood_attention_2d(q, k, v, kernel, dilation, rpb, scale, backend="reference")
     assert out.shape == ref.shape and out.dtype == ref.dtype
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
@@ -75,7 +84,7 @@ def test_tiled_strip_chunks_match_reference(monkeypatch):
     "batch,height,width,kernel,dilation",
     [(2, 11, 9, 3, 1), (1, 13, 12, 5, 2), (1, 7, 7, 7, 1), (1, 15, 10, (5, 3), (1, 3))],
 )
-def test_tiled_gradients_match_reference(batch, height, width, kernel, dilation):
+def test_tiled_gradients_match_reference(batch, height, width, kernel, dilation, path):
     grads = {}
     for backend in ("tiled", "reference"):
         q, k, v = _qkv(batch, height, width, grad=True)
@@ -87,7 +96,7 @@ def test_tiled_gradients_match_reference(batch, height, width, kernel, dilation)
         torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4, msg=f"gradient of {name}")
 
 
-def test_tiled_gradients_without_rpb():
+def test_tiled_gradients_without_rpb(path):
     q, k, v = _qkv(1, 10, 12, grad=True)
     out = neighborhood_attention_2d(q, k, v, 5, 1, backend="tiled")
     got = torch.autograd.grad(out.square().sum(), (q, k, v))
@@ -110,7 +119,7 @@ def _bf16_sdpa_runs() -> bool:
 
 
 @pytest.mark.skipif(not _bf16_sdpa_runs(), reason="this torch build has no bfloat16 SDPA on CPU")
-def test_tiled_bfloat16_close_to_float32_reference():
+def test_tiled_bfloat16_close_to_float32_reference(path):
     q, k, v = _qkv(1, 15, 18)
     rpb = _rpb(5)
     ref = neighborhood_attention_2d(q, k, v, 5, (1, 2), rpb, backend="reference")
@@ -126,6 +135,9 @@ def test_auto_picks_tiled_on_cpu():
     q, k, v = _qkv(1, 9, 9)
     neighborhood_attention_2d(q, k, v, 3, rpb=_rpb(3))
     assert last_kernel() == "tiled:tiled-sdpa"
+    q, k, v = _qkv(1, 14, 14)  # a late NAT stage's map at k = 7: one masked SDPA over the map
+    neighborhood_attention_2d(q, k, v, 7, rpb=_rpb(7))
+    assert last_kernel() == "tiled:masked-sdpa"
     assert "CPU only" in unavailable_reason("tiled", "cuda")
 
 
@@ -155,7 +167,8 @@ def _largest_intermediate(side: int, grad: bool) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("grad", [False, True])
-def test_tiled_memory_is_linear_in_tokens(grad):
+def test_tiled_memory_is_linear_in_tokens(grad, monkeypatch):
+    monkeypatch.setattr(tiled, "MASKED_MAX_TOKENS", 0)  # the strip kernel; masked is for small maps only
     small, _ = _largest_intermediate(32, grad)
     large, _ = _largest_intermediate(64, grad)
     tokens = 64 * 64
@@ -172,3 +185,53 @@ def test_tiled_entry_point_reports_kernel():
     q, k, v = _qkv(1, 8, 8)
     out, kernel = na2d_tiled(q, k, v, (3, 3), (1, 1), None, DIM**-0.5)
     assert kernel == "tiled-sdpa" and out.shape == q.shape
+
+
+def test_masked_path_on_non_contiguous_views_and_full_window():
+    """Fused-qkv views (strided) and a window covering the whole map (no mask at all) stay exact."""
+    gen = torch.Generator().manual_seed(5)
+    qkv = torch.randn(2, 7, 7, 3, HEADS, DIM, generator=gen)
+    q, k, v = qkv.unbind(3)
+    for rpb in (None, _rpb(7)):
+        out = neighborhood_attention_2d(q, k, v, 7, 1, rpb, backend="tiled")
+        assert last_kernel() == "tiled:masked-sdpa"
+        ref = neighborhood_attention_2d(q, k, v, 7, 1, rpb, backend="reference")
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("side", [7, 16])
+def test_rpb_cache_follows_in_place_updates(side, path):
+    """Inference reuses the gathered RPB bias; an in-place change of the RPB must show in the next call."""
+    q, k, v = _qkv(1, side, side)
+    rpb = _rpb(5)
+    with torch.no_grad():
+        first = neighborhood_attention_2d(q, k, v, 5, 1, rpb, backend="tiled")
+        assert last_kernel() == f"tiled:{path}"
+        rpb.mul_(3.0)
+        second = neighborhood_attention_2d(q, k, v, 5, 1, rpb, backend="tiled")
+    ref = neighborhood_attention_2d(q, k, v, 5, 1, rpb, backend="reference")
+    torch.testing.assert_close(second, ref, atol=1e-5, rtol=1e-5)
+    assert (first - second).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "height,width,kernel,dilation,kernel_ran",
+    [
+        (28, 28, 7, 2, "masked-sdpa"),  # equal residue classes of 14x14, stacked into the batch
+        (60, 44, 5, 2, "tiled-sdpa"),  # equal classes of 30x22, stacked, on the strip kernel
+        (34, 35, 7, 2, "masked-sdpa+tiled-sdpa"),  # unequal classes: 17x18 tiled, 17x17 masked
+        (36, 24, 5, (4, 3), "masked-sdpa"),  # different dilation per axis
+    ],
+)
+def test_dilated_maps_per_residue_class_match_reference(height, width, kernel, dilation, kernel_ran):
+    grads = {}
+    for backend in ("tiled", "reference"):
+        q, k, v = _qkv(2, height, width, grad=True)
+        rpb = _rpb(kernel, grad=True)
+        out = neighborhood_attention_2d(q, k, v, kernel, dilation, rpb, backend=backend)
+        if backend == "tiled":
+            assert last_kernel() == f"tiled:{kernel_ran}"
+        up = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+        grads[backend] = (out.detach(), *torch.autograd.grad(out, (q, k, v, rpb), up))
+    for name, got, want in zip("out q k v rpb".split(), grads["tiled"], grads["reference"]):
+        torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4, msg=name)

@@ -386,3 +386,50 @@ def test_models_cli_json(capsys):
     for r in rows:
         assert isinstance(r["params"], int) and isinstance(r["macs"], int) and r["resolution"] == 224
     assert rows[0]["macs"] == model_info("nat_tiny")["macs"]
+
+
+def test_fused_qkv_equals_three_separate_projections():
+    """The one qkv GEMM gives what query/key/value Linears give, values and gradients, without/with bias."""
+    from natbench.attention import neighborhood_attention_2d
+
+    for bias in (True, False):
+        model = tiny_model(qkv_bias=bias, depths=[1], num_heads=[2])
+        attn = model.nat.encoder.levels[0].layers[0].attention.self
+        x = torch.randn(2, 9, 11, attn.num_heads * attn.head_dim, requires_grad=True)
+        got = attn(x)
+        shape = (2, 9, 11, attn.num_heads, attn.head_dim)
+        q, k, v = (p(x).view(shape) for p in (attn.query, attn.key, attn.value))
+        want = neighborhood_attention_2d(q, k, v, attn.kernel_size, rpb=attn.rpb, backend="reference")
+        torch.testing.assert_close(got, want.reshape(got.shape), atol=1e-5, rtol=1e-5)
+        g_got = torch.autograd.grad(got.sum(), (x, attn.query.weight, attn.value.weight))
+        g_want = torch.autograd.grad(want.sum(), (x, attn.query.weight, attn.value.weight))
+        for a, b in zip(g_got, g_want):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+        assert "nat.encoder.levels.0.layers.0.attention.self.query.weight" in model.state_dict()
+
+
+def test_channels_last_stem_and_tiled_model_match_reference():
+    model = tiny_model(depths=[1, 1], num_heads=[2, 2])
+    x = torch.randn(2, 3, 45, 38)
+    with torch.no_grad():
+        want = model(x).logits
+        model.set_attention_backend("tiled")
+        got = model(x.contiguous(memory_format=torch.channels_last)).logits
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_fused_qkv_cache_follows_weight_updates_and_dtype():
+    model = tiny_model(depths=[1], num_heads=[2])
+    x = torch.randn(1, 3, 32, 32)
+    attn = model.nat.encoder.levels[0].layers[0].attention.self
+    y = torch.randn(1, 8, 8, 16)
+    with torch.no_grad():
+        before = attn(y)
+        attn(y)  # served from the cached fused weight
+        attn.value.weight.mul_(2.0)
+        assert (attn(y) - before).abs().max() > 1e-3
+        after = model(x).logits
+        model.set_attention_backend("reference")
+        want = model(x).logits
+        torch.testing.assert_close(after, want, atol=1e-4, rtol=1e-4)
+        assert model.double()(x.double()).logits.dtype == torch.float64

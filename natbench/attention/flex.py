@@ -11,6 +11,7 @@ from natbench.attention._cache import tensor_cache
 from natbench.attention.neighborhood import window_starts
 
 BLOCK = 128  # flex_attention's default block size
+ORDER = "tiles"
 _compiled = None
 _compile_failures: dict[tuple, str] = {}  # shape -> why compiling failed; that shape then runs eagerly
 
@@ -69,6 +70,91 @@ def _geometry(height: int, width: int, kernel: tuple[int, int], dilation: tuple[
     return block_mask, mask_mod
 
 
+TILE = (8, 16)  # tokens of one 128-token flex block in tile order: 8 rows x 16 columns
+
+
+@tensor_cache(maxsize=32)
+def _tiles(height: int, width: int, kernel, dilation, device: str, tile=TILE):
+    """Tile order: tokens permuted so that each 128-token block is a th x tw tile of the map.
+
+    A query tile's windows then reach a fixed number of key tiles whatever the map size, so the block mask
+    is block-sparse with O(1) blocks per query block (row-major blocks reach ~k rows x width tokens).
+    Returns perm [P] (map token of each position; N = padding), inv [N] (position of each map token),
+    ys / xs [P] (coordinates, clamped for padding), valid [P], the block mask's kv counts / indices."""
+    (kh, kw), (dh, dw), (th, tw) = kernel, dilation, tile
+    ty, tx = -(-height // th), -(-width // tw)
+    iy, ix = torch.arange(ty * th), torch.arange(tx * tw)
+    # position p = ((tile_y * tx + tile_x) * th + row) * tw + col
+    ys = iy.view(ty, 1, th, 1).expand(ty, tx, th, tw).reshape(-1)
+    xs = ix.view(1, tx, 1, tw).expand(ty, tx, th, tw).reshape(-1)
+    valid = (ys < height) & (xs < width)
+    perm = torch.where(valid, ys * width + xs, height * width)
+    inv = torch.empty(height * width, dtype=torch.long)
+    inv[perm[valid]] = torch.nonzero(valid).flatten()
+    ys, xs = ys.clamp(max=height - 1), xs.clamp(max=width - 1)
+    sy, sx = window_starts(height, kh, dh), window_starts(width, kw, dw)
+
+    def reach(starts, span, size, n_tiles):
+        lo, hi = [], []
+        for t in range(n_tiles):
+            rows = starts[t * size : min((t + 1) * size, len(starts))]
+            lo.append(int(rows.min()) // size)
+            hi.append((int(rows.max()) + span) // size)
+        return lo, hi
+
+    ylo, yhi = reach(sy, (kh - 1) * dh, th, ty)
+    xlo, xhi = reach(sx, (kw - 1) * dw, tw, tx)
+    counts, indices = [], []
+    n_blocks = ty * tx
+    for a in range(ty):
+        for b in range(tx):
+            blocks = [r * tx + c for r in range(ylo[a], yhi[a] + 1) for c in range(xlo[b], xhi[b] + 1)]
+            counts.append(len(blocks))
+            indices.append(blocks + [blocks[-1]] * (n_blocks - len(blocks)))
+    to = {"device": device}
+    return (
+        perm.to(**to),
+        inv.to(**to),
+        ys.to(**to),
+        xs.to(**to),
+        valid.to(**to),
+        sy.to(**to),
+        sx.to(**to),
+        torch.tensor(counts, dtype=torch.int32, device=device),
+        torch.tensor(indices, dtype=torch.int32, device=device),
+    )
+
+
+def _tile_block_mask(height, width, kernel, dilation, device):
+    perm, inv, ys, xs, valid, sy, sx, counts, indices = _tiles(height, width, kernel, dilation, device)
+    (kh, kw), (dh, dw) = kernel, dilation
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        qy, qx, ky, kx = ys[q_idx], xs[q_idx], ys[kv_idx], xs[kv_idx]
+        oy, ox = ky - sy[qy], kx - sx[qx]
+        in_y = (oy >= 0) & (oy <= (kh - 1) * dh) & (oy % dh == 0)
+        in_x = (ox >= 0) & (ox <= (kw - 1) * dw) & (ox % dw == 0)
+        return in_y & in_x & valid[kv_idx]
+
+    n = perm.numel()
+    block_mask = BlockMask.from_kv_blocks(
+        counts[None, None], indices[None, None], BLOCK_SIZE=BLOCK, mask_mod=mask_mod, seq_lengths=(n, n)
+    )
+    return block_mask, perm, inv, ys, xs
+
+
+def _tile_rpb_score_mod(rpb, ys, xs, kernel, dilation):
+    (kh, kw), (dh, dw) = kernel, dilation
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        # Compiled kernels evaluate masked pairs too: keep the lookup in bounds for every pair.
+        dy = ((ys[kv_idx] - ys[q_idx]) // dh + kh - 1).clamp(0, 2 * kh - 2)
+        dx = ((xs[kv_idx] - xs[q_idx]) // dw + kw - 1).clamp(0, 2 * kw - 2)
+        return score + rpb[h, dy, dx]
+
+    return score_mod
+
+
 def _rpb_score_mod(rpb: torch.Tensor, width: int, kernel: tuple[int, int], dilation: tuple[int, int]):
     (kh, kw), (dh, dw) = kernel, dilation
 
@@ -92,8 +178,11 @@ def na2d_flex(
     rpb: torch.Tensor | None,
     scale: float,
     compile: bool = True,
+    order: str = ORDER,
 ) -> tuple[torch.Tensor, str]:
-    """Returns the output and the kernel that ran ("flex-compiled" or "flex-eager")."""
+    """Returns the output and the kernel that ran ("flex-compiled" or "flex-eager").
+
+    order: "tiles" (tokens permuted into 8x16 tiles: block-sparse mask, linear in tokens) or "rows"."""
     if (
         q.device.type == "cpu"
         and torch.is_grad_enabled()
@@ -103,13 +192,27 @@ def na2d_flex(
             "torch's flex_attention has no backward on CPU; use backend 'tiled' or 'reference' for training on CPU"
         )
     b, height, width, heads, d = q.shape
-    block_mask, _ = _geometry(height, width, kernel_size, dilation, str(q.device))
-    qf, kf, vf = (t.reshape(b, height * width, heads, d).transpose(1, 2) for t in (q, k, v))
-    score_mod = None
-    if rpb is not None:
-        score_mod = _rpb_score_mod(rpb.to(q.dtype), width, kernel_size, dilation)
+    if order == "tiles":
+        block_mask, perm, inv, ys, xs = _tile_block_mask(height, width, kernel_size, dilation, str(q.device))
+
+        def to_tiles(t):  # [B, H, W, heads, D] -> [B, heads, P, D], a zero token for the padding
+            flat = torch.cat([t.reshape(b, height * width, heads, d), t.new_zeros(b, 1, heads, d)], 1)
+            return flat[:, perm].transpose(1, 2)
+
+        qf, kf, vf = (to_tiles(t) for t in (q, k, v))
+        score_mod = None
+        if rpb is not None:
+            score_mod = _tile_rpb_score_mod(rpb.to(q.dtype), ys, xs, kernel_size, dilation)
+    elif order == "rows":
+        block_mask, _ = _geometry(height, width, kernel_size, dilation, str(q.device))
+        qf, kf, vf = (t.reshape(b, height * width, heads, d).transpose(1, 2) for t in (q, k, v))
+        score_mod = None
+        if rpb is not None:
+            score_mod = _rpb_score_mod(rpb.to(q.dtype), width, kernel_size, dilation)
+    else:
+        raise ValueError(f"order must be 'tiles' or 'rows', got {order!r}")
     out, kernel = None, "flex-eager"
-    key = (tuple(q.shape), q.dtype, str(q.device), kernel_size, dilation, rpb is not None)
+    key = (tuple(q.shape), q.dtype, str(q.device), kernel_size, dilation, rpb is not None, order)
     if compile and key not in _compile_failures:
         try:
             out = _compiled_flex()(qf, kf, vf, score_mod=score_mod, block_mask=block_mask, scale=scale)
@@ -122,6 +225,8 @@ def na2d_flex(
             )
     if out is None:
         out = flex_attention(qf, kf, vf, score_mod=score_mod, block_mask=block_mask, scale=scale)
+    if order == "tiles":
+        return out.transpose(1, 2)[:, inv].reshape(b, height, width, heads, d), kernel
     return out.transpose(1, 2).reshape(b, height, width, heads, d), kernel
 
 

@@ -13,21 +13,39 @@ def _natten():
     return natten
 
 
+def has_libnatten() -> bool:
+    """Whether natten's compiled CUDA library is there (natten.HAS_LIBNATTEN); a seam for CPU tests."""
+    return bool(getattr(_natten(), "HAS_LIBNATTEN", False))
+
+
 def why_unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
     try:
-        natten = _natten()
+        _natten()
     except Exception as exc:  # missing or broken build
         return f"natten is not importable ({type(exc).__name__}: {exc})"
-    if device.type == "cuda" and not natten.HAS_LIBNATTEN:
+    if device.type == "cuda" and not has_libnatten():
         return "natten was built without its compiled library (libnatten); only its Flex path is available"
     return None
 
 
-def natten_kernel(q: torch.Tensor) -> str:
-    """The natten kernel that na2d picks for tensors like `q` (e.g. hopper-fna, cutlass-fna, flex-fna)."""
+def _choose_backend(q: torch.Tensor, torch_compile: bool) -> str:
     from natten.backends import choose_backend
 
-    return choose_backend(q, q, q, torch_compile=False)
+    return choose_backend(q, q, q, torch_compile=torch_compile)
+
+
+def natten_kernel(q: torch.Tensor, torch_compile: bool = False, chooser=None) -> str:
+    """The natten kernel that na2d picks for tensors like `q` (e.g. hopper-fna, cutlass-fna, flex-fna).
+
+    chooser(q, torch_compile) -> name: natten's backend query by default, a stand-in in CPU tests."""
+    return str((chooser or _choose_backend)(q, torch_compile))
+
+
+def compatible_kernels(q: torch.Tensor) -> list[str]:
+    """Every natten kernel that could run tensors like `q` here, as natten lists them."""
+    from natten.backends import get_compatible_backends
+
+    return [str(b) for b in get_compatible_backends(q, q, q, torch_compile=False)]
 
 
 def na2d_natten(q, k, v, kernel_size, dilation, rpb, scale):

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from natbench.attention._cache import tensor_cache
+from natbench.attention.masked import na2d_masked
 from natbench.attention.neighborhood import window_starts
 
 # Tile shape: small tiles waste fewer keys on the halo, SDPA handles bigger ones with less overhead per query.
@@ -29,6 +30,10 @@ ROWS_TARGET = 2
 # Strips are built and consumed a few at a time: buffers this small stay in cache and are recycled by malloc
 # instead of being faulted in afresh on every call.
 CHUNK_BYTES = 1 << 20
+# Maps of at most this many tokens per window key run as one masked SDPA over the whole map (masked.py): at
+# k = 7 that is 14x14 and 7x7, where it ran 2-6x faster than the tiles (fp32, 2 threads); at 21x21 it lost.
+MASKED_MAX_KEYS_RATIO = 6
+MASKED_MAX_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -135,12 +140,26 @@ def _neg(ok: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(ok.shape, dtype=dtype, device=ok.device).masked_fill_(~ok, float("-inf"))
 
 
+_BIASES: dict = {}  # (id(rpb), id(idx), dtype) -> (rpb, version, idx, bias): inference reuses the gathered RPB
+
+
 def _bias(ok, idx, rpb, dtype):
     """SDPA mask: 0/-inf [..., 1, q, k] without RPB, RPB/-inf [..., heads, q, k] with it."""
     if rpb is None:
         return _neg(ok, dtype).unsqueeze(-3)
+    cacheable = not torch.is_grad_enabled() and not rpb.is_inference()
+    key = (id(rpb), id(idx), dtype)
+    if cacheable:
+        hit = _BIASES.get(key)
+        if hit and hit[0] is rpb and hit[1] == rpb._version and hit[2] is idx:
+            return hit[3]
     bias = rpb.to(dtype).flatten(1)[:, idx]  # [heads, ..., q, k]
-    return bias.movedim(0, -3).masked_fill(~ok.unsqueeze(-3), float("-inf"))
+    bias = bias.movedim(0, -3).masked_fill(~ok.unsqueeze(-3), float("-inf"))
+    if cacheable:
+        if len(_BIASES) >= 1024:
+            _BIASES.clear()
+        _BIASES[key] = (rpb, rpb._version, idx, bias)
+    return bias
 
 
 def _strips(
@@ -262,14 +281,37 @@ def _na2d_dense(q, k, v, kernel_size, rpb, scale, out, target, th):
 def na2d_tiled(
     q, k, v, kernel_size, dilation, rpb, scale, strip: int = STRIP_TARGET, rows: int = ROWS_TARGET
 ):
-    """Backend entry point: returns the output and the kernel that ran ("tiled-sdpa")."""
+    """Backend entry point: returns the output and the kernel that ran ("tiled-sdpa" or "masked-sdpa")."""
+    batch, height, width, heads, d = q.shape
+    if use_masked(height, width, kernel_size):
+        return na2d_masked(q, k, v, kernel_size, dilation, rpb, scale)
     dh, dw = dilation
+    if (dh > 1 or dw > 1) and height % dh == 0 and width % dw == 0:
+        # Equal residue classes: one dilation-1 map per class, all classes stacked into the batch (one call).
+        def fold(x):
+            x = x.reshape(batch, height // dh, dh, width // dw, dw, heads, d).permute(0, 2, 4, 1, 3, 5, 6)
+            return x.reshape(batch * dh * dw, height // dh, width // dw, heads, d)
+
+        res, kernel = na2d_tiled(fold(q), fold(k), fold(v), kernel_size, (1, 1), rpb, scale, strip, rows)
+        res = res.view(batch, dh, dw, height // dh, width // dw, heads, d).permute(0, 3, 1, 4, 2, 5, 6)
+        return res.reshape(batch, height, width, heads, d), kernel
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    kernels = set()
     for cy in range(dh):
         for cx in range(dw):
             sub = (slice(None), slice(cy, None, dh), slice(cx, None, dw))
-            _na2d_dense(q[sub], k[sub], v[sub], kernel_size, rpb, scale, out[sub], strip, rows)
-    return out, "tiled-sdpa"
+            if use_masked(out[sub].shape[1], out[sub].shape[2], kernel_size):
+                out[sub] = na2d_masked(q[sub], k[sub], v[sub], kernel_size, (1, 1), rpb, scale)[0]
+                kernels.add("masked-sdpa")
+            else:
+                _na2d_dense(q[sub], k[sub], v[sub], kernel_size, rpb, scale, out[sub], strip, rows)
+                kernels.add("tiled-sdpa")
+    return out, "+".join(sorted(kernels))
+
+
+def use_masked(height: int, width: int, kernel_size: tuple[int, int]) -> bool:
+    n = height * width
+    return n <= MASKED_MAX_TOKENS and n <= MASKED_MAX_KEYS_RATIO * kernel_size[0] * kernel_size[1]
 
 
 def why_unavailable(device: torch.device, dtype: torch.dtype) -> str | None:

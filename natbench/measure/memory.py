@@ -79,16 +79,19 @@ class PeakMemory:
     """baseline() before inputs exist, built() after, reset_peak() after warm-up, peak_increase() after
     the measured call."""
 
-    def __init__(self, device: torch.device | str):
+    def __init__(self, device: torch.device | str, stats=None):
+        """stats: the GPU memory-stats source (synchronize, reset_peak_memory_stats, memory_allocated,
+        max_memory_allocated, each taking the device); torch.cuda by default, a stand-in in CPU tests."""
         self.device = torch.device(device)
         self.base = self._built = self._before_call = 0
         self._hwm_reset = False
+        self._gpu = stats if stats is not None else (torch.cuda if self.device.type == "cuda" else None)
 
     def baseline(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
+        if self._gpu is not None:
+            self._gpu.synchronize(self.device)
+            self._gpu.reset_peak_memory_stats(self.device)
+            self.base = self._gpu.memory_allocated(self.device)
             self._hwm_reset = True
         else:
             _prime_cpu_runtime()
@@ -96,26 +99,26 @@ class PeakMemory:
         self._built = self.base
 
     def built(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self._built = torch.cuda.memory_allocated(self.device)
+        if self._gpu is not None:
+            self._gpu.synchronize(self.device)
+            self._built = self._gpu.memory_allocated(self.device)
         else:
             self._built = current_rss()
 
     def reset_peak(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._before_call = torch.cuda.memory_allocated(self.device)
+        if self._gpu is not None:
+            self._gpu.synchronize(self.device)
+            self._gpu.reset_peak_memory_stats(self.device)
+            self._before_call = self._gpu.memory_allocated(self.device)
         else:
             _malloc_trim()
             self._hwm_reset = _reset_hwm()
             self._before_call = current_rss()
 
     def peak_increase(self) -> int:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            hwm = torch.cuda.max_memory_allocated(self.device)
+        if self._gpu is not None:
+            self._gpu.synchronize(self.device)
+            hwm = self._gpu.max_memory_allocated(self.device)
         else:
             hwm = _vm_hwm() if self._hwm_reset else None
         if hwm is None:
@@ -124,7 +127,7 @@ class PeakMemory:
 
     @property
     def method(self) -> str:
-        if self.device.type == "cuda":
+        if self._gpu is not None:
             return "cuda allocated: built + max_memory_allocated of one call"
         return "rss: built + VmHWM of one call" if self._hwm_reset else "ru_maxrss - baseline"
 

@@ -155,19 +155,31 @@ def _time_cpu(fn: Callable[[], object], config: TimerConfig) -> Timing:
     )
 
 
+def _cuda_event():
+    return torch.cuda.Event(enable_timing=True)
+
+
 def _time_cuda(
-    fn: Callable[[], object], device: torch.device, config: TimerConfig, per_call: float
+    fn: Callable[[], object],
+    device: torch.device,
+    config: TimerConfig,
+    per_call: float,
+    event: Callable[[], object] | None = None,
+    sync: Callable[[torch.device], None] | None = None,
 ) -> Timing:
+    """event / sync: the event source (record(), elapsed_time(other) in ms) and device sync; CUDA's by
+    default, replaceable so that this logic runs on CPU with stand-ins."""
+    event, sync = event or _cuda_event, sync or torch.cuda.synchronize
     reps = int(min(max(config.min_run_time / max(per_call, 1e-7), config.min_reps), config.max_reps))
     flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device=device) if config.l2_flush else None
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    starts = [event() for _ in range(reps)]
+    ends = [event() for _ in range(reps)]
     for start, end in zip(starts, ends):
         if flush is not None:
             flush.zero_()
         start.record()
         fn()
         end.record()
-    torch.cuda.synchronize(device)
+    sync(device)
     samples = [s.elapsed_time(e) for s, e in zip(starts, ends)]
     return Timing(samples, 1, "cuda-events" + ("+l2-flush" if flush is not None else ""))

@@ -37,6 +37,8 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
         elif isinstance(module, NeighborhoodAttention):
             _, h, w, c = inputs[0].shape
             total[0] += 2 * batch * h * w * module.kernel_size**2 * c
+            # q, k, v run as one fused GEMM that bypasses the three Linears' hooks
+            total[0] += batch * h * w * c * 3 * module.query.out_features
         elif isinstance(module, WindowAttention):
             windows, n, c = inputs[0].shape
             total[0] += 2 * windows * n * n * c

@@ -41,7 +41,9 @@ class NatPatchEmbeddings(nn.Module):
                 f"pixel_values must be [batch, channels, height, width], got {tuple(pixel_values.shape)}"
             )
         self.config.check_input_channels(pixel_values.shape[1])
-        return self.projection(pixel_values).permute(0, 2, 3, 1)
+        # Channels-last convolutions: their [B, H, W, C] output is then contiguous, with no copy after.
+        x = self.projection(pixel_values.contiguous(memory_format=torch.channels_last))
+        return x.permute(0, 2, 3, 1)
 
 
 class NatEmbeddings(nn.Module):
@@ -80,6 +82,7 @@ class NeighborhoodAttention(nn.Module):
         self.query = nn.Linear(dim, dim, bias=config.qkv_bias)
         self.key = nn.Linear(dim, dim, bias=config.qkv_bias)
         self.value = nn.Linear(dim, dim, bias=config.qkv_bias)
+        self._qkv_cache = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.config.attention_probs_dropout_prob > 0:
@@ -88,13 +91,31 @@ class NeighborhoodAttention(nn.Module):
                 "materialize; train with attention_probs_dropout_prob=0.0"
             )
         b, h, w, c = x.shape
-        shape = (b, h, w, self.num_heads, self.head_dim)
-        q, k, v = (proj(x).view(shape) for proj in (self.query, self.key, self.value))
+        # One GEMM for q, k and v (the three Linears keep transformers' state-dict keys); the kernels read
+        # q, k, v as strided views of its [B, H, W, 3, heads, D] output, without copies.
+        q, k, v = F.linear(x, *self._qkv_params()).view(b, h, w, 3, self.num_heads, self.head_dim).unbind(3)
         rpb = None if self.config.drop_rpb else self.rpb
         out = neighborhood_attention_2d(
             q, k, v, self.kernel_size, self.dilation, rpb=rpb, backend=self.config.attention_backend
         )
         return out.reshape(b, h, w, c)
+
+    def _qkv_params(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The [3C, C] weight (and bias) of the fused GEMM; kept between calls while nothing needs gradients."""
+        params = [p for m in (self.query, self.key, self.value) for p in (m.weight, m.bias) if p is not None]
+        cache = not torch.is_grad_enabled()
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params) if cache else None
+        if key is not None and self._qkv_cache is not None and self._qkv_cache[0] == key:
+            return self._qkv_cache[1]
+        projs = (self.query, self.key, self.value)
+        weight = torch.cat([p.weight for p in projs])
+        bias = torch.cat([p.bias for p in projs]) if self.query.bias is not None else None
+        self._qkv_cache = (key, (weight, bias)) if key is not None else None
+        return weight, bias
+
+    def _apply(self, fn, *args, **kwargs):
+        self._qkv_cache = None  # .to() / .half() may reuse storage addresses
+        return super()._apply(fn, *args, **kwargs)
 
 
 class NeighborhoodAttentionOutput(nn.Module):

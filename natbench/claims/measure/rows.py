@@ -12,8 +12,8 @@ from natbench.claims.measure.outcome import Outcome, error, skip
 from natbench.claims.schema import Claim
 
 FUSED_NATTEN = ("natten:cutlass-*", "natten:hopper-*", "natten:blackwell-*", "natten:fna*")
-# statuses that mean "cannot run here", not "natbench is wrong"
-CANNOT_RUN = ("unsupported", "oom", "skipped")
+# statuses that mean "cannot run here" (backend/device/shape, memory, time limit), not "natbench is wrong"
+CANNOT_RUN = ("unsupported", "oom", "skipped", "timeout")
 ACCURACY_HINT = (
     "needs ImageNet at --data and the checkpoints: no accuracy rows in the results "
     "(run natbench accuracy --data DIR --results DIR)"

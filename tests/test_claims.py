@@ -389,7 +389,7 @@ def test_fit_recovers_known_exponent_with_ci():
         fit_power_law([1, 2, 3], [0, 1, 2])
 
 
-def scaling_rows(backend, exponent, noise=0.0, resolutions=(7, 14, 28, 56, 112), seed=1):
+def scaling_rows(backend, exponent, noise=0.0, resolutions=(7, 14, 28, 56, 112, 224), seed=1):
     rng = np.random.default_rng(seed)
     rows = []
     for r in resolutions:
@@ -430,7 +430,7 @@ def test_scaling_one_verdict_per_backend():
             "method": "scaling",
             "where": {"kind": "op", "target": "na"},
             "y": "latency_ms",
-            "largest": 4,
+            "largest": 5,
         },
     )
     df = frame(
@@ -441,7 +441,7 @@ def test_scaling_one_verdict_per_backend():
     natten = verdicts["test.claim[cpu/natten/natten:k/float32]"]
     assert natten.verdict == FAIL and natten.measured == pytest.approx(2.0, abs=1e-6)
     assert verdicts["test.claim[cpu/flex/flex:k/float32]"].verdict == INCONCLUSIVE
-    # the 7x7 overhead point is outside the 4 largest maps, so the tiled fit is exact
+    # the 7x7 overhead point is outside the 5 largest maps, so the tiled fit is exact
     assert verdicts["test.claim[cpu/tiled/tiled:k/float32]"].measured == pytest.approx(1.0, abs=1e-6)
     mem = claim(
         kind="scaling_exponent",
@@ -460,7 +460,7 @@ def test_scaling_too_few_points_skips():
         measure={"method": "scaling", "y": "latency_ms"},
     )
     (v,) = judge(frame(scaling_rows("tiled", 1.0, resolutions=(14, 28))), [c])
-    assert v.verdict == SKIP and "3 distinct tokens" in v.reason
+    assert v.verdict == SKIP and "5 distinct tokens" in v.reason
 
 
 def test_shipped_scaling_claims_on_synthetic_sweep():

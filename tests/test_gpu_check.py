@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from natbench import gpu_check
+from natbench import gpu_check, results
 from natbench.attention import natten_backend
 from natbench.cli import main
 from natbench.measure import timer
@@ -99,9 +99,9 @@ def test_cpu_stand_in_runs_every_step(tmp_path, capsys):
     assert checks and all(c["ok"] for c in checks)
     assert any("flex+rpb forward" in c["check"] for c in checks)
     assert any("natten forward" in c["check"] for c in checks)
-    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert {r["preset"] for r in rows} == {"paper-table3", "na-vs-wsa"}
-    assert all(r["status"] == "ok" for r in rows)
+    rows = results.load(out)
+    assert set(rows["preset"]) == {"paper-table3", "na-vs-wsa"}
+    assert (rows["status"] == "ok").all()
     assert json.loads((out / "claims.json").read_text())
 
 

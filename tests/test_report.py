@@ -220,13 +220,16 @@ def test_cli_errors_clearly_for_a_missing_directory(tmp_path, capsys):
     assert "has no results.jsonl" in capsys.readouterr().err
 
 
-def test_report_fits_with_the_claims_fitter_and_needs_three_sizes():
-    from natbench.claims.scaling import fit_power_law
+def test_report_fits_with_the_claims_fitter_and_needs_five_sizes():
+    from natbench.measure.stats import fit_power_law
 
-    assert report_data.fit_exponent([4, 16], [1.0, 2.0]) is None
-    assert report_data.fit_exponent([1, 4, 16], [3.0, 6.0, 12.0]) == pytest.approx(math.log(2) / math.log(4))
-    x, y = [1, 4, 16, 64, 256], [1.0, 2.5, 5.0, 13.0, 24.0]
-    ours = report_data.fit(x, y)  # the 4 largest sizes, as the claims
+    assert report_data.fit_exponent([1, 4, 16, 64], [1.0, 2.0, 4.0, 8.0]) is None
+    x4 = [1, 4, 16, 64, 256]
+    assert report_data.fit_exponent(x4, [3.0, 6.0, 12.0, 24.0, 48.0]) == pytest.approx(
+        math.log(2) / math.log(4)
+    )
+    x, y = [1, 4, 16, 64, 256, 1024], [1.0, 2.5, 5.0, 13.0, 24.0, 50.0]
+    ours = report_data.fit(x, y)  # the 5 largest sizes, as the claims
     assert ours == fit_power_law(x[1:], y[1:]) and ours.ci_low < ours.exponent < ours.ci_high
 
 

@@ -107,19 +107,18 @@ def series_label(row: pd.Series) -> str:
     return str(row["target"])
 
 
-FIT_LARGEST = 4  # as the complexity claims: small maps are dominated by fixed per-call costs
-
-
 def fit(tokens, values):
-    """The claims' power-law fit (natbench.claims.scaling.fit_power_law: exponent and its 95 % interval) of
-    value ~ tokens**b over the FIT_LARGEST largest sizes; None with fewer than three distinct sizes."""
-    from natbench.claims.scaling import fit_power_law
+    """The claims' power-law fit (natbench.measure.stats.fit_power_law: exponent and its 95 % interval) of
+    value ~ tokens**b over the claims' MIN_SIZES largest sizes; None with fewer sizes."""
+    from natbench.claims.measure.scaling import MIN_SIZES
+    from natbench.measure.stats import fit_power_law
 
     pairs = [(t, v) for t, v in zip(tokens, values, strict=True) if t > 0 and v > 0 and not math.isnan(v)]
-    pairs = sorted(pairs)[-FIT_LARGEST:]
-    if len({t for t, _ in pairs}) < 3:
+    sizes = sorted({t for t, _ in pairs})[-MIN_SIZES:]
+    pairs = [p for p in pairs if p[0] in sizes]
+    if len(sizes) < MIN_SIZES:
         return None
-    return fit_power_law([p[0] for p in pairs], [p[1] for p in pairs])
+    return fit_power_law([p[0] for p in pairs], [p[1] for p in pairs], min_sizes=MIN_SIZES)
 
 
 def fit_exponent(tokens, values) -> float | None:

@@ -1,5 +1,5 @@
 """`scaling`: log-log fit of `y` against `x` per group of `per` columns over the `largest` distinct x; one
-verdict per group. The fitter is issue-12's natbench.measure.stats.fit_power_law when present."""
+verdict per group. The fitter is natbench.measure.stats.fit_power_law."""
 
 from __future__ import annotations
 
@@ -23,14 +23,29 @@ DEFAULT_PER = [
 ]
 
 
-def fit(xs, ys):
-    """(exponent, ci_low, ci_high, description) of a power-law fit."""
-    try:
-        from natbench.measure.stats import fit_power_law  # issue-12: CI from a bootstrap over processes
-    except ImportError:
-        from natbench.claims.scaling import fit_power_law
-    f = fit_power_law(xs, ys)
-    return f.exponent, f.ci_low, f.ci_high, f"{getattr(f, 'points', getattr(f, 'n_sizes', len(xs)))} points"
+PROCESS_VALUES = {"latency_ms": "latency_process_ms", "peak_mem_bytes": "peak_mem_process_bytes"}
+MIN_SIZES = 5  # fewer sizes leave a fit with too few degrees of freedom for an honest interval
+
+
+def fit(g, x_name: str, y_name: str):
+    """(exponent, ci_low, ci_high, description) of a power-law fit of the rows `g`: per-process values where
+    the rows have them (the interval is then a bootstrap over processes), one row read from several results
+    directories counted once."""
+    from natbench.measure.stats import fit_power_law
+
+    per_process = PROCESS_VALUES.get(y_name)
+    ys = []
+    for row in g.to_dict("records"):
+        values = row.get(per_process) if per_process else None
+        ys.append(list(values) if isinstance(values, (list, tuple)) and values else float(row[y_name]))
+    groups = [f"{c}@{t}" for c, t in zip(g["case_id"], g["timestamp"], strict=True)]
+    f = fit_power_law(list(g[x_name].astype(float)), ys, groups=groups, min_sizes=MIN_SIZES)
+    return (
+        f.exponent,
+        f.ci_low,
+        f.ci_high,
+        f"{f.n_sizes} sizes, {f.processes} processes, interval: {f.method}",
+    )
 
 
 def measure_scaling(claim: Claim, df) -> Outcome:
@@ -40,7 +55,7 @@ def measure_scaling(claim: Claim, df) -> Outcome:
         return why
     x_name, y_name = m.get("x", "tokens"), m["y"]
     per = with_machine(list(m.get("per", DEFAULT_PER)), df)
-    largest, min_points = m.get("largest", 4), m.get("min_points", 3)
+    largest, min_points = m.get("largest", MIN_SIZES), max(m.get("min_points", MIN_SIZES), MIN_SIZES)
     rows = filled(rows, per)
     if x_name == "tokens":  # custom-case rows carry no tokens: a square map of `resolution`
         rows["tokens"] = [
@@ -63,7 +78,7 @@ def measure_scaling(claim: Claim, df) -> Outcome:
     out = []
     for values, g, keep in fittable:
         g = g[g[x_name].map(lambda v, keep=keep: float(v) in keep)]
-        b, lo, hi, pts = fit(g[x_name].astype(float), g[y_name].astype(float))
+        b, lo, hi, pts = fit(g, x_name, y_name)
         span = f"{int(min(keep)):,}..{int(max(keep)):,}"
         prov = (
             f"log-log fit of {y_name} vs {x_name} over the {len(keep)} largest {x_name} ({span}; {pts}): "

@@ -99,6 +99,10 @@ def main(args: argparse.Namespace) -> int:
         if problems:
             return 1
         print("check:   every page loaded in Chromium, every image has a size, every link resolves")
+    errors = [v.id for v in summary["verdicts"] if v.verdict == "ERROR"]
+    if errors:  # natbench's own failure: never a silent 0
+        print(f"ERROR: {', '.join(errors)}", file=sys.stderr)
+        return 1
     if args.strict and summary["failed"]:
         print(f"FAIL: {', '.join(summary['failed'])}", file=sys.stderr)
         return 1

@@ -37,7 +37,7 @@ def test_all_errored_results_give_error_and_strict_exits_1(tmp_path, capsys):
     for i in range(4):
         append_row(tmp_path, op_row(i, "error", error=PSUTIL))
     args = ["claims", "--results", str(tmp_path), "--filter", "complexity.na.time_linear"]
-    assert main([*args, "--json"]) == 0
+    assert main([*args, "--json"]) == 1  # an ERROR exits non-zero even without --strict
     (v,) = json.loads(capsys.readouterr().out)
     assert v["verdict"] == ERROR and "every candidate row failed" in v["reason"] and "psutil" in v["reason"]
     assert main([*args, "--strict"]) == 1
@@ -68,6 +68,7 @@ def test_create_model_raising_is_error(monkeypatch, capsys):
         assert v.verdict == ERROR and "broken model code" in v.reason
         assert main(["claims", "--filter", "nat.table3.nat_mini.macs", "--strict"]) == 1
         assert "ERROR" in capsys.readouterr().out
+        assert main(["claims", "--filter", "nat.table3.nat_mini.macs"]) == 1  # ERROR never exits 0
     finally:
         mi._model_info.cache_clear()
 

@@ -207,11 +207,13 @@ def main(args: argparse.Namespace) -> int:
         print(format_table(verdicts))
         if args.out:
             print(f"wrote {len(payload)} verdicts to {args.out}")
+    errors = [v for v in verdicts if v.verdict == "ERROR"]
     failed = [v for v in verdicts if v.counts_for_strict]
-    if args.strict and failed:
+    if errors or (args.strict and failed):  # an ERROR is natbench's own failure: never exit 0 on one
+        what = failed if args.strict else errors
         print(
-            f"natbench claims --strict: {len(failed)} claim(s) FAIL or ERROR: "
-            + ", ".join(v.id for v in failed[:10]),
+            f"natbench claims{' --strict' if args.strict else ''}: {len(what)} claim(s) "
+            f"{'FAIL or ERROR' if args.strict else 'ERROR'}: " + ", ".join(v.id for v in what[:10]),
             file=sys.stderr,
         )
         return 1

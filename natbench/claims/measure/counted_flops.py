@@ -37,7 +37,7 @@ def count_flops(target: str, resolution: int, kernel_size: int) -> int:
 
 
 def measure_counted_flops(claim: Claim, df) -> Outcome:
-    from natbench.claims.measure.scaling import fit
+    from natbench.measure.stats import fit_power_law
 
     m = claim.measure
     target, x_name = m["target"], m.get("x", "tokens")
@@ -49,7 +49,8 @@ def measure_counted_flops(claim: Claim, df) -> Outcome:
         else:  # kernel_tokens: sizes are kernel sizes on a `fixed` map; x = kernel_size^2 tokens
             xs = [s * s for s in sizes]
             ys = [count_flops(target, fixed, s) for s in sizes]
-        b, lo, hi, _ = fit(xs, ys)
+        f = fit_power_law(xs, ys, min_sizes=3)  # exact counts: no noise for more sizes to average out
+        b, lo, hi = f.exponent, f.ci_low, f.ci_high
     except Exception as exc:
         return error(f"counting FLOPs of {target} raised {type(exc).__name__}: {exc}")
     what = "map sides" if x_name == "tokens" else f"kernel sizes on a {fixed}x{fixed} map"

@@ -95,7 +95,7 @@ def test_run_uses_the_sweep_api(tmp_path, monkeypatch, capsys):
 
     def fake_run_sweep(preset, out):
         calls.append((preset, out))
-        for r in (14, 28, 56, 112):
+        for r in (14, 28, 56, 112, 224):
             append_row(
                 out,
                 {

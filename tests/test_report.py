@@ -55,12 +55,12 @@ def op_row(target, backend, res, k, ms, mem, status="ok", **extra):
 def make_results(directory, scale=1.0, claims=True):
     """Synthetic set: NA costs 2 us/token at k=7, window 3 us/token (both ~k^2), full 1 ns * tokens^2;
     one model, one failure."""
-    for res in (8, 16, 32, 64):
+    for res in (8, 16, 32, 64, 128):
         n = res * res
         append_row(directory, op_row("na", "tiled", res, 7, scale * 2e-3 * n, 1000 * n))
         append_row(directory, op_row("window", "torch", res, 7, scale * 3e-3 * n, 1250 * n))
         append_row(directory, op_row("full", "torch", res, None, scale * 1e-6 * n * n, 10 * n * n))
-    for k in (3, 5):  # kernel sweep at 32x32: cost grows as k^2
+    for k in (3, 5, 9, 11):  # kernel sweep at 32x32: cost grows as k^2
         n, f = 32 * 32, (k / 7) ** 2
         append_row(directory, op_row("na", "tiled", 32, k, scale * 2e-3 * n * f, 1000 * n * f))
         append_row(directory, op_row("window", "torch", 32, k, scale * 3e-3 * n * f, 1250 * n * f))
@@ -147,13 +147,13 @@ def test_scaling_exponents_and_ratios_match_the_planted_costs(two_sets):
     kernels = report_data.kernel_groups(frame, "latency_ms")
     assert [g["resolution"] for g in kernels] == [32]
     by_kernel = {s["name"]: s for s in kernels[0]["series"]}
-    assert by_kernel["NA tiled"]["x"] == [3, 5, 7]
+    assert by_kernel["NA tiled"]["x"] == [3, 5, 7, 9, 11]
     assert by_kernel["NA tiled"]["exponent"] == pytest.approx(2.0, abs=1e-9)
     pairs = report_data.na_vs_window(frame)
-    assert len(pairs) == 6 and set(pairs["backend"]) == {"tiled"}
+    assert len(pairs) == 9 and set(pairs["backend"]) == {"tiled"}
     # window 3 us/token vs NA 2 us/token: NA runs at 150 % of window speed with 80 % of its memory
-    assert pairs["relative_speed_pct"].tolist() == pytest.approx([150.0] * 6)
-    assert pairs["relative_memory_pct"].tolist() == pytest.approx([80.0] * 6)
+    assert pairs["relative_speed_pct"].tolist() == pytest.approx([150.0] * 9)
+    assert pairs["relative_memory_pct"].tolist() == pytest.approx([80.0] * 9)
 
 
 def test_site_has_every_page_figure_and_number(two_sets, tmp_path):
@@ -263,7 +263,7 @@ def test_site_loads_in_headless_chromium(two_sets, tmp_path):
 def two_machine_results(directory):
     """One directory, two machines: machine B takes twice as long and is never averaged with A."""
     for machine, scale in (("cpu:CPU-A:2t", 1.0), ("cpu:CPU-B:2t", 2.0)):
-        for res in (8, 16, 32, 64):
+        for res in (8, 16, 32, 64, 128):
             n = res * res
             for target, per_token in (("na", 2e-3), ("window", 3e-3)):
                 row = op_row(
@@ -276,7 +276,7 @@ def two_machine_results(directory):
 def test_two_machines_in_one_directory_are_two_series(tmp_path):
     two_machine_results(tmp_path)
     frame = report_data.load_results([tmp_path])
-    assert len(frame) == 16  # same case ids, two fingerprints: both kept
+    assert len(frame) == 20  # same case ids, two fingerprints: both kept
     (group,) = [g for g in report_data.scaling_groups(frame, "latency_ms") if g["kernel_size"] == 7]
     na = {s["name"]: s for s in group["series"] if s["name"].startswith("NA")}
     assert sorted(na) == ["NA tiled · cpu:CPU-A:2t", "NA tiled · cpu:CPU-B:2t"]
@@ -284,7 +284,7 @@ def test_two_machines_in_one_directory_are_two_series(tmp_path):
     assert b["value"] == pytest.approx([2 * v for v in a["value"]])  # not their average
     assert a["exponent"] == pytest.approx(1.0) and b["exponent"] == pytest.approx(1.0)
     pairs = report_data.na_vs_window(frame)
-    assert len(pairs) == 8 and set(pairs["machine"]) == {"cpu:CPU-A:2t", "cpu:CPU-B:2t"}
+    assert len(pairs) == 10 and set(pairs["machine"]) == {"cpu:CPU-A:2t", "cpu:CPU-B:2t"}
     assert pairs["latency_ratio"].to_numpy() == pytest.approx(2 / 3)  # paired within a machine only
     site = tmp_path / "site"
     build_site([tmp_path], site)
@@ -301,7 +301,7 @@ def test_report_counts_malformed_lines(tmp_path):
     with pytest.warns(UserWarning, match="malformed"):
         build_site([tmp_path], tmp_path / "site")
     index = (tmp_path / "site" / "index.html").read_text()
-    assert "1 malformed (torn) line(s) skipped" in index and f"{rows}:17" in index
+    assert "1 malformed (torn) line(s) skipped" in index and f"{rows}:21" in index
 
 
 @needs_chromium

@@ -324,10 +324,18 @@ def test_append_row_recovers_from_a_torn_line_and_exports(tmp_path):
     assert list(pd.read_csv(results.to_csv(frame, tmp_path / "r.csv"))["status"]) == ["ok", "error"]
 
 
-def test_committed_single_file_results_still_load():
+def test_single_file_results_of_earlier_natbench_still_load(tmp_path):
+    rows = [{"case_id": f"c{i}", "status": "ok", "latency_ms": 1.0 + i} for i in range(3)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "env.json").write_text(json.dumps({"python": "3.11"}))
+    frame = results.load(tmp_path)
+    assert list(frame["case_id"]) == ["c0", "c1", "c2"] and not frame.attrs["malformed"]
+    assert "env.json" in results.read_envs(tmp_path)
+
+
+def test_committed_results_load():
     frame = results.load(ROOT / "results" / "cpu-quick")
-    assert len(frame) > 10 and (frame["status"] == "ok").any() and not frame.attrs["malformed"]
-    assert "env.json" in results.read_envs(ROOT / "results" / "cpu-quick")
+    assert len(frame) > 10 and (frame["status"] == "ok").all() and not frame.attrs["malformed"]
 
 
 def tiny_preset(tmp_path: Path) -> Path:

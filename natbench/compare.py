@@ -5,6 +5,11 @@ Mann-Whitney U test (scipy.stats.mannwhitneyu) over the per-process values (`lat
 `peak_mem_process_bytes`: one value per fresh process) says NEW is worse at level alpha. Rows written before
 per-process values existed fall back to their within-run samples (latency), or to the threshold alone, and
 the line says so. Exit codes: 0 no regression, 1 regression(s), 2 bad input or no case comparable.
+
+Machine drift: every process times a fixed calibration workload as it primes the runtime (`calib_process_ms`).
+When the two sets' calibration times differ (Mann-Whitney U over all their processes at level alpha), the
+machine itself ran at another speed, and NEW's latencies (and throughputs) are divided by that factor
+before they are judged (`--normalize auto`, the default; `off` judges raw times). The factor is printed.
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from natbench.results import CASE_PARAMS, RESULTS_FILE, has_rows
 
 DESCRIBE = ("kind", *CASE_PARAMS)
 ALPHA = 0.05
+NORMALIZE = ("auto", "off")
 MACHINE_KEYS = ("machine", "device_name", "threads")
 
 
@@ -67,6 +75,7 @@ class Comparison:
     only_in_base: list[str]
     only_in_new: list[str]
     not_comparable: list[dict[str, Any]]  # in both, but no verdict possible: each with its reason
+    drift: dict[str, Any] | None = None  # calibration workload NEW / BASE, and whether it was applied
 
     @property
     def regressions(self) -> list[CaseDelta]:
@@ -96,6 +105,7 @@ class Comparison:
             "only_in_base": self.only_in_base,
             "only_in_new": self.only_in_new,
             "not_comparable": self.not_comparable,
+            "drift": self.drift,
         }
 
 
@@ -186,6 +196,38 @@ def _values(row: dict[str, Any], metric: Metric) -> tuple[float | None, list[flo
     return point, per, kind
 
 
+def machine_drift(base_rows, new_rows, alpha: float = ALPHA) -> dict[str, Any] | None:
+    """NEW / BASE of the calibration workload's median over every ok row's processes, with a two-sided
+    Mann-Whitney p; None when either side has fewer than 5 calibration values."""
+    from scipy.stats import mannwhitneyu
+
+    def values(rows):
+        return [v for r in rows.values() if r.get("status") == "ok" for v in _list(r.get("calib_process_ms"))]
+
+    b, n = values(base_rows), values(new_rows)
+    if len(b) < 5 or len(n) < 5:
+        return None
+
+    factor = float(np.median(n) / np.median(b))
+    p = float(mannwhitneyu(n, b, alternative="two-sided").pvalue)
+    return {"factor": factor, "p_value": p, "base_n": len(b), "new_n": len(n), "significant": p <= alpha}
+
+
+def _scaled(row: dict[str, Any], factor: float) -> dict[str, Any]:
+    """NEW's latency columns divided by the machine's drift factor (throughput multiplied)."""
+    out = dict(row)
+    for col in ("latency_ms",):
+        if _number(out.get(col)) is not None:
+            out[col] = _number(out[col]) / factor
+    for col in ("latency_process_ms", "latency_samples_ms"):
+        vals = _list(out.get(col))
+        if vals:
+            out[col] = [v / factor for v in vals]
+    if _number(out.get("throughput")) is not None:
+        out["throughput"] = _number(out["throughput"]) * factor
+    return out
+
+
 def judge(
     base: dict[str, Any], new: dict[str, Any], metric: Metric, threshold: float, alpha: float = ALPHA
 ) -> CaseDelta | str:
@@ -240,23 +282,34 @@ def compare(
     metric: str = "latency",
     filters: list[str] | None = None,
     alpha: float = ALPHA,
+    normalize: str = "auto",
 ) -> Comparison:
-    """Join two result directories on case_id and judge every case in both (pair rows are left out)."""
+    """Join two result directories on case_id and judge every case in both (pair rows are left out).
+
+    normalize: "auto" divides NEW's times by the machine's drift when the calibration workload says it
+    changed significantly; "off" judges raw times (memory is never normalized)."""
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0 (a fraction, 0.1 = 10 %), got {threshold}")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
     m = METRICS[metric]
     patterns = list(filters or [])
     base_rows = {k: v for k, v in _load(base).items() if _selected(k, v, patterns)}
     new_rows = {k: v for k, v in _load(new).items() if _selected(k, v, patterns)}
     if patterns and not base_rows and not new_rows:
         raise ValueError(f"--filter {' '.join(patterns)} matches no case in either result set")
+    drift = machine_drift(base_rows, new_rows, alpha)
+    if drift is not None:
+        drift["applied"] = bool(normalize == "auto" and drift["significant"] and metric != "memory")
     cases, not_comparable = [], []
     for case_id in sorted(set(base_rows) & set(new_rows)):
         b, n = base_rows[case_id], new_rows[case_id]
+        if drift is not None and drift["applied"]:
+            n = _scaled(n, drift["factor"])
         got = judge(b, n, m, threshold, alpha)
         if isinstance(got, str):
             not_comparable.append(
@@ -280,6 +333,7 @@ def compare(
         sorted(set(base_rows) - set(new_rows)),
         sorted(set(new_rows) - set(base_rows)),
         not_comparable,
+        drift,
     )
 
 
@@ -294,9 +348,17 @@ def format_text(result: Comparison) -> str:
         f"new:  {result.new}",
         f"metric: {result.metric} ({m.column}); regression = worse by > {result.threshold:.0%} and "
         f"one-sided Mann-Whitney p <= {result.alpha:g}",
-        "",
-        f"{'verdict':<12} {'ratio':>7} {'p':>6} {'base':>11} {'new':>11}  case",
     ]
+    d = result.drift
+    if d is None:
+        lines.append("machine drift: not measured (rows without calibration values)")
+    else:
+        lines.append(
+            f"machine drift: calibration workload new/base = {d['factor']:.3f} (Mann-Whitney p = "
+            f"{d['p_value']:.3g}, {d['base_n']} vs {d['new_n']} processes); "
+            + ("new times divided by it before judging" if d.get("applied") else "not applied")
+        )
+    lines += ["", f"{'verdict':<12} {'ratio':>7} {'p':>6} {'base':>11} {'new':>11}  case"]
     for c in sorted(result.cases, key=lambda c: -c.ratio if m.higher_is_worse else c.ratio):
         p = "-" if c.p_value is None else f"{c.p_value:.3f}"
         lines.append(
@@ -339,6 +401,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only cases whose id matches this glob, or whose id/parameters contain this text (repeatable)",
     )
     parser.add_argument("--alpha", type=float, default=ALPHA, help="one-sided test level (default 0.05)")
+    parser.add_argument(
+        "--normalize",
+        choices=NORMALIZE,
+        default="auto",
+        help="auto: divide NEW's times by the machine's drift when the calibration workload changed "
+        "significantly (default); off: judge raw times",
+    )
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
 
@@ -346,7 +415,13 @@ def main(args: argparse.Namespace) -> int:
     """0: no regression; 1: regression(s); 2: bad input or nothing comparable (reasons printed)."""
     try:
         result = compare(
-            args.base, args.new, args.threshold, args.metric, args.filter, getattr(args, "alpha", ALPHA)
+            args.base,
+            args.new,
+            args.threshold,
+            args.metric,
+            args.filter,
+            getattr(args, "alpha", ALPHA),
+            getattr(args, "normalize", "auto"),
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"natbench compare: {exc}", file=sys.stderr)

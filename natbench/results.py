@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import re
+import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -58,7 +59,7 @@ COLUMNS: dict[str, str] = {
     "rpb": "na / window op: with a relative positional bias",
     "drop_rpb": "NAT/DiNAT model run without its RPB (natten's fused kernels have none)",
     "calls_per_sample": "calls averaged in each timing sample (1 with CUDA events)",
-    "timer": "how latency was timed (torch.utils.benchmark blocked_autorange, cuda-events, +l2-flush)",
+    "timer": "how latency was timed (torch.utils.benchmark timeit blocks or adaptive_autorange, cuda-events, +l2-flush)",
     "memory_method": "how peak_mem_bytes was read (torch.cuda.max_memory_allocated, or CPU RSS: see natbench.measure.memory)",
     "threads": "torch intra-op threads the case ran with",
     "duration_s": "wall seconds of the whole case (process start to result; all its processes)",
@@ -69,9 +70,13 @@ COLUMNS: dict[str, str] = {
     "peak_mem_process_bytes": "peak memory of each process (list); peak_mem_bytes is their median",
     "peak_mem_ci_low_bytes": "95 % interval of the median peak memory, bootstrap over processes: low",
     "peak_mem_ci_high_bytes": "95 % interval of the median peak memory, bootstrap over processes: high",
+    "calib_ms": "median ms of the calibration workload (a 256x256 matmul, timed as the runtime is primed) "
+    "over the case's processes: the machine's speed while the case ran",
+    "calib_process_ms": "the calibration workload's ms in each process (list)",
     "load_before": "1-min load average just before the case's first process",
     "load_after": "1-min load average just after the case's last process",
-    "busy": "load_before or load_after above the CPUs the case may use: timings are contended",
+    "busy": "the load average before or after one of the case's processes was above the CPUs it may use: "
+    "timings are contended",
     "affinity": "CPUs the case's processes may run on (os.sched_getaffinity)",
     "allocator": "memory allocator and its environment settings the case ran under",
     "pair_of": "pair rows: [numerator case_id, denominator case_id]",
@@ -115,6 +120,7 @@ RESULTS_FILE = "results.jsonl"  # the single file of older result sets (still re
 ENV_FILE = "env.json"  # their environment record (still read)
 ROWS_DIR = "rows"  # DIR/rows/<writer>.jsonl: one file per writer (shard, process, host)
 ENVS_DIR = "envs"  # DIR/envs/<writer>.json: that writer's environment record
+PROCESSES_DIR = "processes"  # DIR/processes/<writer>.jsonl: a sweep's journal of finished processes
 
 
 def writer_id(shard: tuple[int, int] | None = None) -> str:
@@ -135,17 +141,59 @@ def append_row(directory: str | os.PathLike, row: dict[str, Any], writer: str | 
         raise ValueError(f"unknown result columns {sorted(unknown)}; add them to natbench.results.COLUMNS")
     if row.get("status") not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {row.get('status')!r}")
-    path = Path(directory) / ROWS_DIR / f"{writer or writer_id()}.jsonl"
+    _append_line(Path(directory) / ROWS_DIR / f"{writer or writer_id()}.jsonl", row)
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(row, default=str, sort_keys=True) + "\n"
+    line = json.dumps(record, default=str, sort_keys=True) + "\n"
     with open(path, "a+b") as fh:
-        if fh.tell() > 0:  # after a kill mid-write, end the half line so this row stays parseable
+        if fh.tell() > 0:  # after a kill mid-write, end the half line so this record stays parseable
             fh.seek(-1, os.SEEK_END)
             if fh.read(1) != b"\n":
                 line = "\n" + line
         fh.write(line.encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def append_process(
+    directory: str | os.PathLike, case_id: str, fingerprint: str, result: dict[str, Any] | None, writer: str
+) -> None:
+    """Journal one finished process of a case (DIR/processes/<writer>.jsonl), or with result None mark the
+    case's row as written: a resumed sweep reuses the processes journaled since the case's last mark."""
+    record = {"case_id": case_id, "fingerprint": fingerprint, "time": time.time()}
+    record.update({"done": True} if result is None else {"result": result})
+    _append_line(Path(directory) / PROCESSES_DIR / f"{writer}.jsonl", record)
+
+
+def read_processes(directory: str | os.PathLike) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Journaled processes per (case_id, fingerprint) whose row is not written yet, of every writer (a
+    resumed sweep is a new writer), in the order they finished."""
+    records = []
+    for path in sorted((Path(directory) / PROCESSES_DIR).glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                records.append((float(record["time"]), (record["case_id"], record["fingerprint"]), record))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line: that process runs again
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for _, key, record in sorted(records, key=lambda r: r[0]):
+        if record.get("done"):
+            out.pop(key, None)
+        elif isinstance(record.get("result"), dict):
+            out.setdefault(key, []).append(record["result"])
+    return out
+
+
+def clear_processes(directory: str | os.PathLike) -> bool:
+    """Delete the journal once no writer has a case pending in it (all rows written); True if deleted."""
+    if read_processes(directory):
+        return False
+    for path in (Path(directory) / PROCESSES_DIR).glob("*.jsonl"):
+        path.unlink(missing_ok=True)
+    return True
 
 
 def write_env(directory: str | os.PathLike, env: dict[str, Any], writer: str | None = None) -> Path:

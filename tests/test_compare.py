@@ -167,3 +167,32 @@ def test_filter_and_pair_rows(tmp_path):
     only_na = compare(base, new, filters=["na-*"])
     assert [c.case_id for c in only_na.cases] == ["na-a"] and only_na.exit_code == 0
     assert all(c.case_id != "pair-a--b" for c in compare(base, new).cases)
+
+
+def test_machine_drift_seen_by_the_calibration_workload_is_divided_out(tmp_path, capsys):
+    def rows(scale, slow_case=1.0):
+        out = []
+        for case, ms in (("a", 10), ("b", 20), ("c", 5)):
+            factor = scale * (slow_case if case == "a" else 1.0)
+            out.append(row(case, noisy(ms * factor), calib_process_ms=noisy(0.3 * scale)))
+        return out
+
+    base = write(tmp_path / "base", rows(1.0))
+    drifted = write(tmp_path / "drifted", rows(1.25))  # the whole machine 25 % slower, code unchanged
+    result = compare(base, drifted)
+    assert result.drift["significant"] and result.drift["applied"] and 1.15 < result.drift["factor"] < 1.35
+    assert result.regressions == [] and result.exit_code == 0
+    assert compare(base, drifted, normalize="off").exit_code == 1  # raw times: every case "regressed"
+    assert compare(base, drifted, metric="memory").drift["applied"] is False
+    regressed = write(tmp_path / "regressed", rows(1.25, slow_case=1.5))  # and case a 50 % slower on top
+    assert [c.case_id for c in compare(base, regressed).regressions] == ["a"]
+    assert cli_main(["compare", str(base), str(drifted)]) == 0
+    assert "machine drift: calibration workload new/base = 1.2" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="normalize"):
+        compare(base, drifted, normalize="yes")
+
+
+def test_no_calibration_values_no_drift_correction(tmp_path):
+    base = write(tmp_path / "base", [row("a", noisy(10))])
+    new = write(tmp_path / "new", [row("a", noisy(10))])
+    assert compare(base, new).drift is None

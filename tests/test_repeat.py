@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from natbench import results
+from natbench.measure import pair as pairs
 from natbench.measure import repeat
 from natbench.measure.repeat import PairSpec, combine, measure_pair, run_repeated
 from natbench.measure.spec import CaseSpec
@@ -88,13 +89,13 @@ def test_run_repeated_measures_in_r_fresh_processes(cases):
 
 def test_pair_rounds_alternate_their_order(cases, monkeypatch):
     order = []
-    block = repeat._block
+    block = pairs._block
 
     def recording(fn, n, device):
         order.append(fn.__name__[-1])
         return block(fn, n, device)
 
-    monkeypatch.setattr(repeat, "_block", recording)
+    monkeypatch.setattr(pairs, "_block", recording)
     got = measure_pair({"target": "pair_cases:small"}, {"target": "pair_cases:large"}, FAST)
     assert got["status"] == "ok" and len(got["ratios"]) == len(got["a_ms"]) >= repeat.PAIR_MIN_ROUNDS
     assert len(got["ratios"]) % 2 == 0

@@ -473,3 +473,44 @@ def test_a_preempted_slurm_task_requeues_as_a_resuming_shard():
     requeued = again.checkpoint().function
     assert requeued.shard == (1, 3) and requeued.options == {"threads": 1}  # resumes: no second --force
     assert type(_tasks("smoke", "o", 1, {}, requeue=False)[0]) is ShardTask
+
+
+def test_processes_run_round_robin_and_a_resumed_sweep_reuses_journaled_ones(tmp_path, monkeypatch):
+    log = tmp_path / "order.txt"
+    (tmp_path / "rr_cases.py").write_text(
+        textwrap.dedent(f"""
+        import torch
+
+        def tagged(spec, device, dtype):
+            with open({str(log)!r}, "a") as fh:
+                fh.write(str(spec.resolution) + "\\n")
+            a = torch.randn(8, 8)
+            return lambda: a @ a
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    preset = write_preset(
+        tmp_path / "rr.toml",
+        """
+        [[grid]]
+        target = "rr_cases:tagged"
+        resolution = [1, 2, 3]
+    """,
+        repeats=3,
+    )
+    out = tmp_path / "out"
+    frame = run_sweep(preset, out, progress=False)
+    # pass 1 forward, pass 2 backward, pass 3 forward: each case's processes span the sweep
+    assert log.read_text().split() == ["1", "2", "3", "3", "2", "1", "1", "2", "3"]
+    assert sorted(frame["repeats"]) == [3, 3, 3] and all(len(c) == 3 for c in frame["calib_process_ms"])
+    assert not list((out / results.PROCESSES_DIR).glob("*.jsonl"))  # journal gone once every row is written
+    # An interrupted sweep: two processes of case 1 were journaled by a writer that died.
+    first = frame[frame["resolution"] == 1].iloc[0]
+    one = {"status": "ok", "latency_ms": 1.0, "latency_samples_ms": [1.0], "peak_mem_bytes": 10}
+    for _ in range(2):
+        results.append_process(out / "b", first["case_id"], first["fingerprint"], one, "dead-writer")
+    log.write_text("")
+    run_sweep(preset, out / "b", progress=False)
+    assert sorted(log.read_text().split()) == ["1", "2", "2", "2", "3", "3", "3"]  # case 1: one more
+    got = [r for r in results.read_rows(out / "b") if r["resolution"] == 1][0]
+    assert got["repeats"] == 3 and got["latency_process_ms"][:2] == [1.0, 1.0]

@@ -281,7 +281,7 @@ def _measure(spec: CaseSpec, config: TimerConfig, with_memory: bool = True) -> d
     prepared, device = prepare(spec, memory)
     peak = None
     with prepared.context():
-        prime_runtime(device)
+        calib = prime_runtime(device)
         timing = time_callable(prepared.fn, device, config)
         kernel = prepared.kernel()
         if with_memory:
@@ -303,6 +303,7 @@ def _measure(spec: CaseSpec, config: TimerConfig, with_memory: bool = True) -> d
         "latency_samples_ms": timing.samples_ms,
         "calls_per_sample": timing.calls_per_sample,
         "timer": timing.method,
+        "calib_ms": calib,
         "peak_mem_bytes": peak,
         "memory_method": memory.method if with_memory else None,
         "macs": macs,

@@ -1,10 +1,14 @@
 """How to measure: time one callable with warm-up and many repeats.
 
 CUDA: CUDA events around every call, optional L2 flush (a 256 MB write) between calls.
-CPU: torch.utils.benchmark.Timer (blocked_autorange or adaptive_autorange), with torch's thread count.
+CPU: torch.utils.benchmark.Timer with torch's thread count: "blocked" times blocks of `number` calls
+(Timer.timeit), with `number` calibrated from the warm-up so that a block lasts about `block_time`, until
+`min_run_time` and `min_samples` are reached; "adaptive" is Timer.adaptive_autorange.
 Both: the garbage collector is off from warm-up to the last timed call (a collection inside a timed call is
 noise the case did not cause), and `prime_runtime` runs first, so that the first case timed in a process
-does not pay for waking torch's thread pool and the CPU's clocks.
+does not pay for waking torch's thread pool and the CPU's clocks. The prime is itself timed: its per-call
+time (`calib_ms`, a fixed 256x256 matmul) is a reading of the machine's speed in that process, which
+`natbench compare` uses to tell machine drift from a regression.
 """
 
 from __future__ import annotations
@@ -30,19 +34,20 @@ class TimerConfig:
     min_warmup_calls: int = 2
     l2_flush: bool = False  # CUDA only: overwrite a 256 MB buffer before every call
     method: str = "blocked"  # CPU: torch.utils.benchmark blocked_autorange or adaptive_autorange
-    max_run_time: float = 10.0  # adaptive only
+    max_run_time: float = 10.0  # seconds: the most timed calls may take (adaptive: its own limit)
     adaptive_threshold: float = 0.1  # adaptive only: stop once IQR / median is below this
     min_samples: int = (
         3  # CPU: extra blocks are timed until there are this many samples (within max_run_time)
     )
+    block_time: float = 0.01  # CPU blocked: seconds per timed block (torch's own estimate rounds up to 10x)
     min_reps: int = 10  # CUDA
     max_reps: int = 10_000  # CUDA
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"timer method must be one of {METHODS}, got {self.method!r}")
-        if self.min_run_time <= 0 or self.warmup < 0:
-            raise ValueError("min_run_time must be > 0 and warmup >= 0 (seconds)")
+        if self.min_run_time <= 0 or self.warmup < 0 or self.block_time <= 0:
+            raise ValueError("min_run_time and block_time must be > 0 and warmup >= 0 (seconds)")
 
     @classmethod
     def from_dict(cls, data: dict | None) -> TimerConfig:
@@ -94,17 +99,25 @@ def warm_up(fn: Callable[[], object], device: torch.device, config: TimerConfig)
 
 
 PRIME_SECONDS = 0.1
+CALIB_SIZE = 256
 
 
-def prime_runtime(device: torch.device | str, seconds: float | None = None) -> None:
-    """Run a generic workload (matmuls) for `seconds` (PRIME_SECONDS) on the process's threads before
-    anything is timed."""
+def prime_runtime(device: torch.device | str, seconds: float | None = None) -> float | None:
+    """Run a fixed workload (CALIB_SIZE^2 matmuls) for `seconds` (PRIME_SECONDS) on the process's threads
+    before anything is timed; returns its median ms per call over the second half of the calls (the first
+    half wakes the thread pool and clocks), or None when too few calls ran."""
     seconds = PRIME_SECONDS if seconds is None else seconds
     device = torch.device(device)
-    a = torch.randn(256, 256, device=device)
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    a = torch.randn(CALIB_SIZE, CALIB_SIZE, device=device)
+    times = []
+    start = last = time.perf_counter()
+    while last - start < seconds:
         (a @ a).sum().item()
+        now = time.perf_counter()
+        times.append(now - last)
+        last = now
+    tail = times[len(times) // 2 :]
+    return float(np.median(tail)) * 1e3 if len(tail) >= 3 else None
 
 
 @contextlib.contextmanager
@@ -129,10 +142,10 @@ def time_callable(
         per_call = warm_up(fn, device, config)
         if device.type == "cuda":
             return _time_cuda(fn, device, config, per_call)
-        return _time_cpu(fn, config)
+        return _time_cpu(fn, config, per_call)
 
 
-def _time_cpu(fn: Callable[[], object], config: TimerConfig) -> Timing:
+def _time_cpu(fn: Callable[[], object], config: TimerConfig, per_call: float) -> Timing:
     # torch.utils.benchmark imports cpp_extension, which warns on every CUDA build of torch without a GPU.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils.benchmark import Timer
@@ -145,14 +158,26 @@ def _time_cpu(fn: Callable[[], object], config: TimerConfig) -> Timing:
             min_run_time=config.min_run_time,
             max_run_time=config.max_run_time,
         )
+        times, number = list(m.times), m.number_per_run
     else:
-        m = timer.blocked_autorange(min_run_time=config.min_run_time)
-    times, start = list(m.times), time.perf_counter()
+        number = calls_per_block(per_call, config.block_time)
+        times, total = [], 0.0
+        while total < config.min_run_time or len(times) < config.min_samples:
+            t = timer.timeit(number).times[0]  # seconds per call over one block
+            times.append(t)
+            total += t * number
+            if total >= config.max_run_time and times:
+                break
+    start = time.perf_counter()
     while len(times) < config.min_samples and time.perf_counter() - start < config.max_run_time:
-        times += timer.timeit(m.number_per_run).times  # one more block of the same size
-    return Timing(
-        [t * 1e3 for t in times], m.number_per_run, f"torch.utils.benchmark:{config.method}_autorange"
-    )
+        times += timer.timeit(number).times  # one more block of the same size
+    method = "adaptive_autorange" if config.method == "adaptive" else "timeit_blocks"
+    return Timing([t * 1e3 for t in times], number, f"torch.utils.benchmark:{method}")
+
+
+def calls_per_block(per_call: float, block_time: float) -> int:
+    """Calls per timed block so that one block lasts about block_time (at least one call)."""
+    return max(1, round(block_time / max(per_call, 1e-9)))
 
 
 def _cuda_event():

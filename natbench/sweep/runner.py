@@ -1,5 +1,11 @@
-"""Run a preset's cases, each in its own process, appending one row per finished case to this writer's own
-file; resumable: a case is done when a row with its case_id and this environment's fingerprint exists."""
+"""Run a preset's cases, each in R fresh processes, appending one row per finished case to this writer's own
+file; resumable: a case is done when a row with its case_id and this environment's fingerprint exists.
+
+The processes run round-robin: pass 1 runs one process of every case, pass 2 the next (in reverse order), and
+so on, so that each case's R processes are spread over the whole sweep and its interval holds the machine's
+drift over those minutes, not only over the seconds one case takes. Finished processes are journaled
+(DIR/processes/), so an interrupted sweep resumes without redoing them.
+"""
 
 from __future__ import annotations
 
@@ -108,7 +114,7 @@ def run_sweep(
     import torch
 
     from natbench.env import collect, gpu_index, machine_key
-    from natbench.measure.repeat import run_repeated
+    from natbench.measure.repeat import finish, run_process
 
     unknown = set(retry) - set(results.STATUSES)
     if unknown:
@@ -129,42 +135,73 @@ def run_sweep(
     n_threads = _threads(p, threads)
     threads = threads or p.threads
     cuda = torch.cuda.is_available()
+    repeats = max(1, int(p.repeats))
+    journal = {} if force else results.read_processes(out)
+    processes = {s.case_id: list(journal.get((s.case_id, prints[s.case_id]), []))[:repeats] for s in todo}
     counts: Counter[str] = Counter()
-    bar = _progress(len(specs), len(specs) - len(todo), p.name, progress)
+    done_before = (len(specs) - len(todo)) * repeats + sum(len(v) for v in processes.values())
+    bar = _progress(len(specs) * repeats, done_before, p.name, progress)
+
+    def write(spec, row):
+        row.setdefault("timestamp", datetime.now(UTC).isoformat(timespec="seconds"))
+        row.update(
+            preset=p.name,
+            env=env,
+            machine=machine_key(env, spec.device, n_threads),
+            fingerprint=prints[spec.case_id],
+            host=env.get("hostname"),
+            gpu_index=gpu_index() if spec.device == "cuda" else None,
+        )
+        results.append_row(out, row, writer)
+        results.append_process(out, spec.case_id, prints[spec.case_id], None, writer)
+        counts[row["status"]] += 1
+        if bar is not None:
+            bar.set_postfix(dict(counts), refresh=False)
+
     try:
+        open_cases = []
         for spec in todo:
-            if bar is not None:
-                bar.set_description(f"{p.name} {spec.case_id[:40]}")
             if spec.device == "cuda" and not cuda:  # no process needed to say so
                 from natbench.measure.case import NEEDS_CUDA, spec_row
 
-                row = {**spec_row(spec), "status": "unsupported", "error": NEEDS_CUDA}
+                write(spec, {**spec_row(spec), "status": "unsupported", "error": NEEDS_CUDA})
+                _advance(bar, repeats)
+                continue
+            got = processes[spec.case_id]
+            if len(got) == repeats or (got and got[-1].get("status") != "ok"):
+                write(spec, finish(spec.to_dict(), got))  # journaled in full before an interruption
             else:
+                open_cases.append(spec)
+        for n in range(repeats):
+            for spec in open_cases if n % 2 == 0 else open_cases[::-1]:
+                got = processes[spec.case_id]
+                if len(got) > n or (got and got[-1].get("status") != "ok"):
+                    continue  # journaled by an earlier run, or already failed
+                if bar is not None:
+                    bar.set_description(f"{p.name} {n + 1}/{repeats} {spec.case_id[:36]}")
                 log = out / LOG_DIR / f"{spec.case_id}.log"
-                row = run_repeated(spec.to_dict(), limit, p.timing, memory, log, threads, p.repeats)
+                one = run_process(spec.to_dict(), limit, p.timing, memory, log, threads)
                 if log.is_file() and not log.stat().st_size:
                     log.unlink()  # keep only logs that say something
-            row.setdefault("timestamp", datetime.now(UTC).isoformat(timespec="seconds"))
-            row.update(
-                preset=p.name,
-                env=env,
-                machine=machine_key(env, spec.device, n_threads),
-                fingerprint=prints[spec.case_id],
-                host=env.get("hostname"),
-                gpu_index=gpu_index() if spec.device == "cuda" else None,
-            )
-            results.append_row(out, row, writer)
-            counts[row["status"]] += 1
-            if bar is not None:
-                bar.set_postfix(dict(counts), refresh=False)
-                bar.update(1)
+                got.append(one)
+                results.append_process(out, spec.case_id, prints[spec.case_id], one, writer)
+                failed = one.get("status") != "ok"
+                _advance(bar, 1 + (repeats - len(got) if failed else 0))
+                if failed or len(got) == repeats:
+                    write(spec, finish(spec.to_dict(), got))
     finally:
         if bar is not None:
             bar.close()
+    results.clear_processes(out)
     frame = results.load(out)
     mine = [(c, f) for c, f in zip(frame["case_id"], frame["fingerprint"], strict=True)]
     wanted = set(prints.items())
     return frame[[m in wanted for m in mine]].reset_index(drop=True)
+
+
+def _advance(bar, n: int) -> None:
+    if bar is not None and n:
+        bar.update(n)
 
 
 def _progress(total: int, done: int, name: str, enabled: bool):

@@ -47,6 +47,9 @@ CASES = [
     (1, 24, 22, 11, 2, True, None),
     (1, 30, 27, 13, 2, False, None),
     (1, 12, 30, (3, 7), (2, 1), True, None),  # different kernel and dilation per axis
+    (2, 23, 26, 5, 3, True, None),  # non-divisible dilation: 4 class shapes, classes stacked per shape
+    (1, 31, 29, 5, (4, 3), True, 0.5),  # 3 of 4 row classes long, 2 of 3 column classes long
+    (1, 40, 37, 7, (1, 4), True, None),  # dilation on one axis only, uneven
 ]
 
 

@@ -34,6 +34,9 @@ CHUNK_BYTES = 1 << 20
 # k = 7 that is 14x14 and 7x7, where it ran 2-6x faster than the tiles (fp32, 2 threads); at 21x21 it lost.
 MASKED_MAX_KEYS_RATIO = 6
 MASKED_MAX_TOKENS = 1024
+# Up to 19x19 the masked call wins at any kernel (the tiles' fixed cost of ~5 calls dominates): 14x14 k=3 ran
+# 3x faster, 20x20 k=3..5 break even at batch 8 (fp32, 1 thread). Dilated maps' residue classes land here.
+MASKED_SMALL_TOKENS = 361
 
 
 @dataclass(frozen=True)
@@ -319,7 +322,8 @@ def _classes(x: torch.Tensor, rows, cols, dilation: tuple[int, int]) -> torch.Te
 
 def use_masked(height: int, width: int, kernel_size: tuple[int, int]) -> bool:
     n = height * width
-    return n <= MASKED_MAX_TOKENS and n <= MASKED_MAX_KEYS_RATIO * kernel_size[0] * kernel_size[1]
+    ratio_ok = n <= MASKED_MAX_KEYS_RATIO * kernel_size[0] * kernel_size[1]
+    return n <= MASKED_MAX_TOKENS and (n <= MASKED_SMALL_TOKENS or ratio_ok)
 
 
 def why_unavailable(device: torch.device, dtype: torch.dtype) -> str | None:

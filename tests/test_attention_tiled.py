@@ -47,6 +47,9 @@ CASES = [
     (1, 24, 22, 11, 2, True, None),
     (1, 30, 27, 13, 2, False, None),
     (1, 12, 30, (3, 7), (2, 1), True, None),  # different kernel and dilation per axis
+    (2, 23, 26, 5, 3, True, None),  # non-divisible dilation: 4 class shapes, classes stacked per shape
+    (1, 31, 29, 5, (4, 3), True, 0.5),  # 3 of 4 row classes long, 2 of 3 column classes long
+    (1, 40, 37, 7, (1, 4), True, None),  # dilation on one axis only, uneven
 ]
 
 
@@ -132,9 +135,12 @@ def test_tiled_bfloat16_close_to_float32_reference(path):
 def test_auto_picks_tiled_on_cpu():
     assert backends()["tiled"].supports_rpb
     assert resolve_backend("cpu", torch.float32, rpb=True) == "tiled"
-    q, k, v = _qkv(1, 9, 9)
+    q, k, v = _qkv(1, 24, 24)
     neighborhood_attention_2d(q, k, v, 3, rpb=_rpb(3))
     assert last_kernel() == "tiled:tiled-sdpa"
+    q, k, v = _qkv(1, 9, 9)  # up to 19x19 the masked call wins whatever the kernel
+    neighborhood_attention_2d(q, k, v, 3, rpb=_rpb(3))
+    assert last_kernel() == "tiled:masked-sdpa"
     q, k, v = _qkv(1, 14, 14)  # a late NAT stage's map at k = 7: one masked SDPA over the map
     neighborhood_attention_2d(q, k, v, 7, rpb=_rpb(7))
     assert last_kernel() == "tiled:masked-sdpa"
@@ -182,7 +188,7 @@ def test_tiled_memory_is_linear_in_tokens(grad, monkeypatch):
 
 
 def test_tiled_entry_point_reports_kernel():
-    q, k, v = _qkv(1, 8, 8)
+    q, k, v = _qkv(1, 24, 24)
     out, kernel = na2d_tiled(q, k, v, (3, 3), (1, 1), None, DIM**-0.5)
     assert kernel == "tiled-sdpa" and out.shape == q.shape
 
@@ -219,7 +225,7 @@ def test_rpb_cache_follows_in_place_updates(side, path):
     [
         (28, 28, 7, 2, "masked-sdpa"),  # equal residue classes of 14x14, stacked into the batch
         (60, 44, 5, 2, "tiled-sdpa"),  # equal classes of 30x22, stacked, on the strip kernel
-        (34, 35, 7, 2, "masked-sdpa+tiled-sdpa"),  # unequal classes: 17x18 tiled, 17x17 masked
+        (38, 39, 5, 2, "masked-sdpa+tiled-sdpa"),  # unequal classes: 19x20 tiled, 19x19 masked
         (36, 24, 5, (4, 3), "masked-sdpa"),  # different dilation per axis
     ],
 )

@@ -8,7 +8,7 @@ tile of a run of strips through a strided view and one broadcast 0/-inf (+ RPB) 
 right border (where legacy NA shifts windows inward) get their own call and mask; the top and bottom r rows
 see the first / last k rows and get one call each. Each strip ends with a few phantom tiles whose output is
 dropped. On big maps the strips are built and consumed a chunk at a time. Dilation splits the map into its
-residue classes, each a dilation-1 map. Keys per query: (th + 2r)(tw + 2r) against k * k for window
+residue classes, each a dilation-1 map; classes of one shape run as one batch. Keys per query: (th + 2r)(tw + 2r) against k * k for window
 attention; no tensor grows faster than the number of tokens.
 """
 
@@ -34,6 +34,9 @@ CHUNK_BYTES = 1 << 20
 # k = 7 that is 14x14 and 7x7, where it ran 2-6x faster than the tiles (fp32, 2 threads); at 21x21 it lost.
 MASKED_MAX_KEYS_RATIO = 6
 MASKED_MAX_TOKENS = 1024
+# Up to 19x19 the masked call wins at any kernel (the tiles' fixed cost of ~5 calls dominates): 14x14 k=3 ran
+# 3x faster, 20x20 k=3..5 break even at batch 8 (fp32, 1 thread). Dilated maps' residue classes land here.
+MASKED_SMALL_TOKENS = 361
 
 
 @dataclass(frozen=True)
@@ -166,15 +169,15 @@ def _strips(
     x: torch.Tensor, cols: _Columns, r: int, rows: int, first_row: int, extra: int, sel: range | None = None
 ) -> torch.Tensor:
     """Rows [first_row, first_row + rows) and columns [start - r, start + tw + r) of the strips `sel` (all by
-    default), zero outside the map: [B * strips * rows + extra, tw + 2r, heads, D] (heads stay innermost, so
-    copies move whole rows)."""
+    default), zero outside the map: [strips * B * rows + extra, tw + 2r, heads, D] (heads stay innermost, so
+    copies move whole rows; strip-major, so a run of strips is one row range over every image)."""
     b, h, w, heads, d = x.shape
     sel = range(len(cols.starts)) if sel is None else sel
     tw, s, n = cols.width, cols.width + 2 * r, len(sel)
     buf = x.new_empty(b * n * rows + extra, s, heads, d)
     if extra:
         buf[b * n * rows :].zero_()
-    out = buf[: b * n * rows].view(b, n, rows, s, heads, d)
+    out = buf[: b * n * rows].view(n, b, rows, s, heads, d)
     real = min(rows, h - first_row)
     if real < rows:
         out[:, :, real:].zero_()
@@ -182,8 +185,8 @@ def _strips(
     inside = [i for i in sel if cols.starts[i] >= r and cols.starts[i] + tw + r <= w and i < cols.uniform]
     if inside:  # uniform strips clear of the map's sides: one copy
         lo, cnt = inside[0], inside[-1] - inside[0] + 1
-        out[:, lo - sel.start : lo - sel.start + cnt, :real] = (
-            src[:, :, lo * tw - r :].unfold(2, s, tw)[:, :, :cnt].permute(0, 2, 1, 5, 3, 4)
+        out[lo - sel.start : lo - sel.start + cnt, :, :real] = (
+            src[:, :, lo * tw - r :].unfold(2, s, tw)[:, :, :cnt].permute(2, 0, 1, 5, 3, 4)
         )
     for i in sel:
         if inside and inside[0] <= i <= inside[-1]:
@@ -191,8 +194,8 @@ def _strips(
         x0, j = cols.starts[i], i - sel.start
         lo, hi = max(x0 - r, 0), min(x0 + tw + r, w)
         if hi - lo < s:
-            out[:, j, :real].zero_()
-        out[:, j, :real, lo - (x0 - r) : hi - (x0 - r)] = src[:, :, lo:hi]
+            out[j, :, :real].zero_()
+        out[j, :, :real, lo - (x0 - r) : hi - (x0 - r)] = src[:, :, lo:hi]
     return buf
 
 
@@ -238,17 +241,12 @@ def _na2d_dense(q, k, v, kernel_size, rpb, scale, out, target, th):
         ks = _strips(k, cols, rx, rows.span, 0, 2 * ry, sel)
         vs = _strips(v, cols, rx, rows.span, 0, 2 * ry, sel)
         # Query strip row j is map row r + j: tile t holds rows r + t*th .. and sees key rows t*th .. + hk.
-        qs = _strips(q, cols, 0, rows.span, ry, 0, sel).view(batch, len(sel), rows.span, tw, heads, d)
+        qs = _strips(q, cols, 0, rows.span, ry, 0, sel).view(len(sel), batch, rows.span, tw, heads, d)
         runs = [range(max(run.start, sel.start), min(run.stop, sel.stop)) for run in _runs(cols.pattern)]
-        runs = [run for run in runs if len(run)]
-        per_call = [(None, sel)] if len(runs) == 1 else [(b, run) for run in runs for b in range(batch)]
-        for b, run in per_call:
-            bs = slice(None) if b is None else slice(b, b + 1)
-            nb = batch if b is None else 1
+        for run in (run for run in runs if len(run)):
             local = slice(run.start - sel.start, run.stop - sel.start)
-            qv = qs[bs, local].reshape(-1, th * tw, heads, d).transpose(1, 2)
-            first_row = ((0 if b is None else b) * len(sel) + local.start) * rows.span
-            count = nb * len(run) * rows.tiles
+            qv = qs[local].reshape(-1, th * tw, heads, d).transpose(1, 2)
+            first_row, count = local.start * batch * rows.span, len(run) * batch * rows.tiles
 
             def halo(buf, first_row=first_row, count=count):
                 view = buf[first_row:].unfold(0, hk, th)[:count]  # [count, S, heads, D, hk]
@@ -257,23 +255,23 @@ def _na2d_dense(q, k, v, kernel_size, rpb, scale, out, target, th):
             ok, idx = parts[cols.pattern[run.start]]
             mask = _bias(ok, idx, rpb, q.dtype)[None]  # SDPA's CPU flash kernel wants a 4-D mask
             res = F.scaled_dot_product_attention(qv, halo(ks), halo(vs), attn_mask=mask, scale=scale)
-            res = res.transpose(1, 2).reshape(nb, len(run), rows.span, tw, heads, d)[:, :, : height - 2 * ry]
-            _write(interior[bs], res, cols, run)
+            res = res.transpose(1, 2).reshape(len(run), batch, rows.span, tw, heads, d)
+            _write(interior, res[:, :, : height - 2 * ry].transpose(0, 1), cols, run)
     if ry:
         for top in (True, False):
             first = 0 if top else height - kh
             ok, idx = _edge_parts(height, kh, top, cols, kw, dev)
             mask = _bias(ok, idx, rpb, q.dtype)  # [strips, heads or 1, r*tw, kh*S]
-            mask = mask[None].expand(batch, *mask.shape).reshape(-1, *mask.shape[1:])
+            mask = mask[:, None].expand(n_strips, batch, *mask.shape[1:]).reshape(-1, *mask.shape[1:])
             qrows = 0 if top else height - ry
             qv = _strips(q, cols, 0, ry, qrows, 0)
-            qv = qv.view(batch * n_strips, ry * tw, heads, d).transpose(1, 2)
+            qv = qv.view(n_strips * batch, ry * tw, heads, d).transpose(1, 2)
             kv = [
-                _strips(x, cols, rx, kh, first, 0).view(batch * n_strips, kh * s, heads, d).transpose(1, 2)
+                _strips(x, cols, rx, kh, first, 0).view(n_strips * batch, kh * s, heads, d).transpose(1, 2)
                 for x in (k, v)
             ]
             res = F.scaled_dot_product_attention(qv, *kv, attn_mask=mask, scale=scale)
-            res = res.transpose(1, 2).reshape(batch, n_strips, ry, tw, heads, d)
+            res = res.transpose(1, 2).reshape(n_strips, batch, ry, tw, heads, d).transpose(0, 1)
             _write(out[:, qrows : qrows + ry], res, cols, range(n_strips))
     return out
 
@@ -286,32 +284,46 @@ def na2d_tiled(
     if use_masked(height, width, kernel_size):
         return na2d_masked(q, k, v, kernel_size, dilation, rpb, scale)
     dh, dw = dilation
-    if (dh > 1 or dw > 1) and height % dh == 0 and width % dw == 0:
-        # Equal residue classes: one dilation-1 map per class, all classes stacked into the batch (one call).
-        def fold(x):
-            x = x.reshape(batch, height // dh, dh, width // dw, dw, heads, d).permute(0, 2, 4, 1, 3, 5, 6)
-            return x.reshape(batch * dh * dw, height // dh, width // dw, heads, d)
-
-        res, kernel = na2d_tiled(fold(q), fold(k), fold(v), kernel_size, (1, 1), rpb, scale, strip, rows)
-        res = res.view(batch, dh, dw, height // dh, width // dw, heads, d).permute(0, 3, 1, 4, 2, 5, 6)
-        return res.reshape(batch, height, width, heads, d), kernel
+    if dh == 1 and dw == 1:
+        out = torch.empty_like(q, memory_format=torch.contiguous_format)
+        return _na2d_dense(q, k, v, kernel_size, rpb, scale, out, strip, rows), "tiled-sdpa"
+    # Dilated NA is dilation-1 NA on each residue-class sub-grid. Classes come in at most 4 shapes (ceil or floor
+    # rows x cols): the classes of one shape are stacked into the batch, one call per shape.
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     kernels = set()
-    for cy in range(dh):
-        for cx in range(dw):
-            sub = (slice(None), slice(cy, None, dh), slice(cx, None, dw))
-            if use_masked(out[sub].shape[1], out[sub].shape[2], kernel_size):
-                out[sub] = na2d_masked(q[sub], k[sub], v[sub], kernel_size, (1, 1), rpb, scale)[0]
-                kernels.add("masked-sdpa")
-            else:
-                _na2d_dense(q[sub], k[sub], v[sub], kernel_size, rpb, scale, out[sub], strip, rows)
-                kernels.add("tiled-sdpa")
+    for rows_group in _class_groups(height, dh):
+        for cols_group in _class_groups(width, dw):
+            sub = [_classes(t, rows_group, cols_group, dilation) for t in (q, k, v)]
+            n = batch * rows_group[1] * cols_group[1]
+            flat = [t.reshape(n, *t.shape[3:]) for t in sub]
+            res, kernel = na2d_tiled(*flat, kernel_size, (1, 1), rpb, scale, strip, rows)
+            _classes(out, rows_group, cols_group, dilation).copy_(res.view(sub[0].shape))
+            kernels.add(kernel)
     return out, "+".join(sorted(kernels))
+
+
+def _class_groups(length: int, dilation: int) -> list[tuple[int, int, int]]:
+    """Residue classes of one axis by length: (first class, number of classes, class length)."""
+    long = length % dilation
+    groups = [(0, long, length // dilation + 1)] if long else []
+    return groups + [(long, dilation - long, length // dilation)]
+
+
+def _classes(x: torch.Tensor, rows, cols, dilation: tuple[int, int]) -> torch.Tensor:
+    """View [B, row classes, col classes, class rows, class cols, heads, D] of x [B, H, W, heads, D]."""
+    (cy, ny, hy), (cx, nx, wx), (dh, dw) = rows, cols, dilation
+    sb, sh, sw, sn, sd = x.stride()
+    return x.as_strided(
+        (x.shape[0], ny, nx, hy, wx, *x.shape[3:]),
+        (sb, sh, sw, dh * sh, dw * sw, sn, sd),
+        x.storage_offset() + cy * sh + cx * sw,
+    )
 
 
 def use_masked(height: int, width: int, kernel_size: tuple[int, int]) -> bool:
     n = height * width
-    return n <= MASKED_MAX_TOKENS and n <= MASKED_MAX_KEYS_RATIO * kernel_size[0] * kernel_size[1]
+    ratio_ok = n <= MASKED_MAX_KEYS_RATIO * kernel_size[0] * kernel_size[1]
+    return n <= MASKED_MAX_TOKENS and (n <= MASKED_SMALL_TOKENS or ratio_ok)
 
 
 def why_unavailable(device: torch.device, dtype: torch.dtype) -> str | None:

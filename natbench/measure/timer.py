@@ -33,7 +33,7 @@ class TimerConfig:
     warmup: float = 0.1  # seconds of warm-up calls, at least `min_warmup_calls`
     min_warmup_calls: int = 2
     l2_flush: bool = False  # CUDA only: overwrite a 256 MB buffer before every call
-    method: str = "blocked"  # CPU: torch.utils.benchmark blocked_autorange or adaptive_autorange
+    method: str = "blocked"  # CPU: Timer.timeit blocks of block_time, or Timer.adaptive_autorange
     max_run_time: float = 10.0  # seconds: the most timed calls may take (adaptive: its own limit)
     adaptive_threshold: float = 0.1  # adaptive only: stop once IQR / median is below this
     min_samples: int = (
@@ -159,6 +159,9 @@ def _time_cpu(fn: Callable[[], object], config: TimerConfig, per_call: float) ->
             max_run_time=config.max_run_time,
         )
         times, number = list(m.times), m.number_per_run
+        start = time.perf_counter()
+        while len(times) < config.min_samples and time.perf_counter() - start < config.max_run_time:
+            times += timer.timeit(number).times  # one more block of the same size
     else:
         number = calls_per_block(per_call, config.block_time)
         times, total = [], 0.0
@@ -166,11 +169,8 @@ def _time_cpu(fn: Callable[[], object], config: TimerConfig, per_call: float) ->
             t = timer.timeit(number).times[0]  # seconds per call over one block
             times.append(t)
             total += t * number
-            if total >= config.max_run_time and times:
+            if total >= config.max_run_time:
                 break
-    start = time.perf_counter()
-    while len(times) < config.min_samples and time.perf_counter() - start < config.max_run_time:
-        times += timer.timeit(number).times  # one more block of the same size
     method = "adaptive_autorange" if config.method == "adaptive" else "timeit_blocks"
     return Timing([t * 1e3 for t in times], number, f"torch.utils.benchmark:{method}")
 

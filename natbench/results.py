@@ -59,7 +59,7 @@ COLUMNS: dict[str, str] = {
     "rpb": "na / window op: with a relative positional bias",
     "drop_rpb": "NAT/DiNAT model run without its RPB (natten's fused kernels have none)",
     "calls_per_sample": "calls averaged in each timing sample (1 with CUDA events)",
-    "timer": "how latency was timed (torch.utils.benchmark timeit blocks or adaptive_autorange, cuda-events, +l2-flush)",
+    "timer": "how latency was timed (timeit blocks, torch.utils.benchmark adaptive_autorange, cuda-events, +l2-flush)",
     "memory_method": "how peak_mem_bytes was read (torch.cuda.max_memory_allocated, or CPU RSS: see natbench.measure.memory)",
     "threads": "torch intra-op threads the case ran with",
     "duration_s": "wall seconds of the whole case (process start to result; all its processes)",

@@ -77,6 +77,15 @@ def test_timer_reports_consistent_statistics():
         TimerConfig.from_dict({"repeats": 3})
 
 
+def test_timer_makes_no_untimed_calls_beyond_the_warm_up():
+    # a slow case's cost is its call count: one warm-up call, then only the timed blocks
+    calls = []
+    config = TimerConfig(min_run_time=0.001, warmup=0.0, min_warmup_calls=1, min_samples=3)
+    t = time_callable(lambda: calls.append(1), "cpu", config)
+    assert t.method == "timeit:blocks" and len(t.samples_ms) >= 3
+    assert len(calls) == 1 + len(t.samples_ms) * t.calls_per_sample
+
+
 @pytest.mark.parametrize(
     "target, extra, kernel",
     [

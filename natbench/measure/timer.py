@@ -1,9 +1,11 @@
 """How to measure: time one callable with warm-up and many repeats.
 
 CUDA: CUDA events around every call, optional L2 flush (a 256 MB write) between calls.
-CPU: torch.utils.benchmark.Timer with torch's thread count: "blocked" times blocks of `number` calls
-(Timer.timeit), with `number` calibrated from the warm-up so that a block lasts about `block_time`, until
-`min_run_time` and `min_samples` are reached; "adaptive" is Timer.adaptive_autorange.
+CPU: "blocked" times blocks of `number` calls with the stdlib's timeit.Timer (what torch.utils.benchmark's
+CPU Timer wraps; its own Timer.timeit adds at least 2 untimed calls per block, which for a 0.5 s call
+tripled a case's time), with `number` calibrated from the warm-up so that a block lasts about `block_time`,
+until `min_run_time` and `min_samples` are reached; "adaptive" is torch.utils.benchmark's
+Timer.adaptive_autorange with torch's thread count.
 Both: the garbage collector is off from warm-up to the last timed call (a collection inside a timed call is
 noise the case did not cause), and `prime_runtime` runs first, so that the first case timed in a process
 does not pay for waking torch's thread pool and the CPU's clocks. The prime is itself timed: its per-call
@@ -17,6 +19,7 @@ import contextlib
 import gc
 import logging
 import time
+import timeit
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -146,13 +149,13 @@ def time_callable(
 
 
 def _time_cpu(fn: Callable[[], object], config: TimerConfig, per_call: float) -> Timing:
-    # torch.utils.benchmark imports cpp_extension, which warns on every CUDA build of torch without a GPU.
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    from torch.utils.benchmark import Timer
-
-    # Timer defaults to one thread; measure with the threads the process would really use.
-    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     if config.method == "adaptive":
+        # torch.utils.benchmark imports cpp_extension, which warns on every CUDA build of torch without a GPU.
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        from torch.utils.benchmark import Timer
+
+        # Timer defaults to one thread; measure with the threads the process would really use.
+        timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
         m = timer.adaptive_autorange(
             threshold=config.adaptive_threshold,
             min_run_time=config.min_run_time,
@@ -162,17 +165,17 @@ def _time_cpu(fn: Callable[[], object], config: TimerConfig, per_call: float) ->
         start = time.perf_counter()
         while len(times) < config.min_samples and time.perf_counter() - start < config.max_run_time:
             times += timer.timeit(number).times  # one more block of the same size
-    else:
-        number = calls_per_block(per_call, config.block_time)
-        times, total = [], 0.0
-        while total < config.min_run_time or len(times) < config.min_samples:
-            t = timer.timeit(number).times[0]  # seconds per call over one block
-            times.append(t)
-            total += t * number
-            if total >= config.max_run_time:
-                break
-    method = "adaptive_autorange" if config.method == "adaptive" else "timeit_blocks"
-    return Timing([t * 1e3 for t in times], number, f"torch.utils.benchmark:{method}")
+        return Timing([t * 1e3 for t in times], number, "torch.utils.benchmark:adaptive_autorange")
+    number = calls_per_block(per_call, config.block_time)
+    block = timeit.Timer(fn)  # the warm-up above is the only untimed work
+    times, total = [], 0.0
+    while total < config.min_run_time or len(times) < config.min_samples:
+        seconds = block.timeit(number)
+        times.append(seconds / number)
+        total += seconds
+        if total >= config.max_run_time:
+            break
+    return Timing([t * 1e3 for t in times], number, "timeit:blocks")
 
 
 def calls_per_block(per_call: float, block_time: float) -> int:

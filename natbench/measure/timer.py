@@ -2,8 +2,8 @@
 
 CUDA: CUDA events around every call, optional L2 flush (a 256 MB write) between calls.
 CPU: "blocked" times blocks of `number` calls with the stdlib's timeit.Timer (what torch.utils.benchmark's
-CPU Timer wraps; its own Timer.timeit adds at least 2 untimed calls per block, which for a 0.5 s call
-tripled a case's time), with `number` calibrated from the warm-up so that a block lasts about `block_time`,
+CPU Timer wraps; its own Timer.timeit adds at least 2 untimed calls per block: full attention at 112x112
+made 11 calls per process instead of 5), with `number` calibrated from the warm-up so that a block lasts about `block_time`,
 until `min_run_time` and `min_samples` are reached; "adaptive" is torch.utils.benchmark's
 Timer.adaptive_autorange with torch's thread count.
 Both: the garbage collector is off from warm-up to the last timed call (a collection inside a timed call is

@@ -36,6 +36,11 @@ def cases(tmp_path, monkeypatch):
 
         def fails(spec, device, dtype):
             raise RuntimeError("broken case")
+
+        def big_temporary(spec, device, dtype):
+            def call():
+                return torch.empty(16 * 2**20).fill_(1.0).sum()  # a 64 MiB temporary per call
+            return call
     """)
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -79,12 +84,46 @@ def test_run_repeated_measures_in_r_fresh_processes(cases):
     assert row["latency_ci_low_ms"] <= row["latency_ms"] <= row["latency_ci_high_ms"]
     assert row["peak_mem_ci_low_bytes"] <= row["peak_mem_bytes"] <= row["peak_mem_ci_high_bytes"]
     assert isinstance(row["busy"], bool) and row["affinity"]
-    assert row["allocator"].startswith("glibc malloc") and "mmap_threshold=32MiB" in row["allocator"]
+    assert row["allocator"].startswith("glibc malloc") and "mmap_max=0" in row["allocator"]
     results.append_row(cases / "out", row)  # every column it writes is declared
     failed = run_repeated({"target": "pair_cases:fails", "device": "cpu"}, 60, FAST, repeats=3)
     assert failed["status"] == "error" and failed["repeats"] == 0 and "broken case" in failed["error"]
     with pytest.raises(ValueError, match="repeats"):
         run_repeated(spec, repeats=0)
+
+
+FAULTS = """
+import resource, sys, torch
+from natbench.measure.memory import fix_malloc_thresholds
+if sys.argv[1] == "fixed":
+    assert fix_malloc_thresholds()
+def call():
+    torch.empty(16 * 2**20).fill_(1.0)  # 64 MiB: above glibc's largest mmap threshold
+for _ in range(10):  # the heap's free blocks settle after a few calls
+    call()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    call()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 5)
+"""
+
+
+def test_case_processes_reuse_heap_pages_instead_of_faulting_them_in_every_call():
+    import subprocess
+    import sys
+
+    def faults(mode):
+        out = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True)
+        return int(out.stdout.split()[-1])
+
+    pages = 64 * 2**20 // 4096
+    assert faults("default") >= pages // 2  # glibc maps large blocks fresh and unmaps them on free
+    assert faults("fixed") < pages // 100  # case processes: resident heap pages, reused
+
+
+def test_peak_memory_still_counts_a_calls_temporaries(cases):
+    row = run_repeated({"target": "pair_cases:big_temporary", "device": "cpu"}, 60, FAST, repeats=2)
+    assert row["status"] == "ok" and row["peak_mem_bytes"] >= 64 * 2**20, row.get("peak_mem_bytes")
 
 
 def test_pair_rounds_alternate_their_order(cases, monkeypatch):

@@ -77,6 +77,14 @@ def test_large_ratio_that_the_noise_explains_is_not_a_regression(tmp_path):
     assert case.ratio > 1.1 and case.verdict == "unchanged" and case.p_value > 0.05
 
 
+def test_a_ten_percent_slowdown_is_a_regression_at_the_default_threshold(tmp_path):
+    base = write(tmp_path / "base", [row("a", [10.0, 10.1, 9.9, 10.2, 9.8])])
+    new = write(tmp_path / "new", [row("a", [10.8, 10.6, 10.9, 10.7, 11.0])])  # 1.08: noise scatters 1.10
+    (case,) = compare(base, new).cases
+    assert case.verdict == "regression" and case.p_value < 0.05
+    assert compare(base, new, threshold=0.1).cases[0].verdict == "unchanged"
+
+
 def test_significant_but_small_change_is_not_a_regression(tmp_path):
     base = write(tmp_path / "base", [row("a", [10.0, 10.01, 10.02, 10.03])])
     new = write(tmp_path / "new", [row("a", [10.5, 10.51, 10.52, 10.53])])

@@ -161,6 +161,33 @@ def test_pair_rows_give_the_latency_ratio_band():
     assert pair_ratio(df, "a", "c") is None
 
 
+def test_throughput_ratio_claims_read_the_interleaved_pair():
+    from natbench.claims.measure.ratio import measure_ratio
+
+    def frame(rows):
+        df = pd.DataFrame(rows)
+        return df.reindex(columns=[*df.columns, *(c for c in COLUMNS if c not in df.columns)])
+
+    c = next(c for c in load_claims() if c.id == "dinat.cpu.nat_tiny.throughput_k9_vs_k7")
+    common = {"kind": "model", "target": "nat_tiny", "status": "ok", "device": "cpu", "dtype": "float32"}
+    common.update(
+        batch=1, mode="inference", resolution=224, repeats=5, device_name="CPU X", preset="cpu-quick"
+    )
+    rows = [  # separate rows: 8 / 10 img/s with wide, drifting bands
+        {**common, "case_id": "k9", "kernel_size": 9, "throughput": 8.0, "latency_ms": 125.0},
+        {**common, "case_id": "k7", "kernel_size": 7, "throughput": 10.0, "latency_ms": 100.0},
+    ]
+    for r, (lo, hi) in zip(rows, ((100.0, 150.0), (80.0, 120.0))):
+        r.update(latency_ci_low_ms=lo, latency_ci_high_ms=hi)
+    pair = {"kind": "pair", "case_id": "p", "pair_of": ["k9", "k7"], "metric": "latency", "status": "ok"}
+    pair.update(ratio=1.2, ratio_ci_low=1.19, ratio_ci_high=1.21)  # k9 latency / k7 latency
+    (m,) = measure_ratio(c, frame([*rows, pair])).measurements
+    assert (m.value, m.low, m.high) == pytest.approx((1 / 1.2, 1 / 1.21, 1 / 1.19))
+    assert "interleaved pairs" in m.band_source
+    (alone,) = measure_ratio(c, frame(rows)).measurements
+    assert alone.value == pytest.approx(0.8) and "pairs" not in alone.band_source
+
+
 def test_machines_never_mix_in_a_ratio():
     c = next(c for c in load_claims() if c.id == "nat.cpu.memory.nat_mini_below_swin_tiny")
     base = {

@@ -37,6 +37,12 @@ def cases(tmp_path, monkeypatch):
         def fails(spec, device, dtype):
             raise RuntimeError("broken case")
 
+        def slow(spec, device, dtype):
+            import time
+            def call_c():
+                time.sleep(0.025)  # longer than a switch's untimed call is worth
+            return call_c
+
         def big_temporary(spec, device, dtype):
             def call():
                 return torch.empty(16 * 2**20).fill_(1.0).sum()  # a 64 MiB temporary per call
@@ -130,9 +136,12 @@ def test_pair_rounds_alternate_their_order(cases, monkeypatch):
     order = []
     block = pairs._block
 
-    def recording(fn, n, device):
+    def recording(fn, n, device, untimed):
         order.append(fn.__name__[-1])
-        return block(fn, n, device)
+        switches.append(untimed)
+        return block(fn, n, device, untimed)
+
+    switches = []
 
     monkeypatch.setattr(pairs, "_block", recording)
     got = measure_pair({"target": "pair_cases:small"}, {"target": "pair_cases:large"}, FAST)
@@ -140,6 +149,10 @@ def test_pair_rounds_alternate_their_order(cases, monkeypatch):
     assert len(got["ratios"]) % 2 == 0
     rounds = ["".join(order[i : i + 2]) for i in range(0, len(order), 2)]
     assert rounds == ["ab", "ba"] * (len(rounds) // 2)
+    assert all(switches)  # short calls: one untimed call after each switch
+    switches.clear()
+    got = measure_pair({"target": "pair_cases:small"}, {"target": "pair_cases:slow"}, FAST)
+    assert got["status"] == "ok" and switches[::2] == [True, False] * (len(switches) // 4)
     broken = measure_pair({"target": "pair_cases:small"}, {"target": "pair_cases:fails"}, FAST)
     assert broken["status"] == "error" and "broken case" in broken["error"]
 

@@ -8,6 +8,7 @@ zero-argument callable running one call (it may also return (callable, info dict
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,10 +162,6 @@ def _model(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared
         overrides["drop_rpb"] = True
     if family == "swin" and spec.resolution != 224:
         overrides["img_size"] = spec.resolution
-    # MACs of the model as built here: a kernel_size override changes every attention layer's share
-    info = models.model_info(
-        spec.target, spec.resolution, **{k: v for k, v in overrides.items() if k == "kernel_size"}
-    )
     training = spec.mode == "training"
     model = models.create_model(spec.target, **overrides)
     # Inference runs the model in `dtype`; training keeps fp32 weights under autocast (mixed precision).
@@ -196,10 +193,23 @@ def _model(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared
     return Prepared(
         fn,
         _grad_context(training),
-        {"macs": model_macs(info["macs"], spec.batch, spec.mode), "params": params},
+        {"params": params},  # MACs: model_case_macs, counted outside the timed process
         kernel,
         before_peak=lambda: model.zero_grad(set_to_none=True),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def model_case_macs(spec: CaseSpec) -> int:
+    """MACs of one call of a model case (its batch; x3 for training), counted on the meta device.
+
+    A property of the spec, not a measurement: the sweep counts it once per case in its own process, not in
+    each of the case's timed processes (0.2-0.5 s each)."""
+    from natbench import models
+
+    # a kernel_size override changes every attention layer's share
+    extra = {"kernel_size": spec.kernel_size} if spec.kernel_size is not None else {}
+    return model_macs(models.model_info(spec.target, spec.resolution, **extra)["macs"], spec.batch, spec.mode)
 
 
 def _custom(spec: CaseSpec, device: torch.device, dtype: torch.dtype) -> Prepared:
@@ -232,12 +242,14 @@ def measure_case(
     timing: TimerConfig | dict | None = None,
     with_env: bool = True,
     memory: bool = True,
+    count_macs: bool = True,
 ) -> dict[str, Any]:
     """Measure one case in this process and return its results row; never raises for a failing case.
 
     Timing first (runtime primed, warm-up, timed calls with gc off), then, when `memory`, the peak-memory
     pass: one more call after the timed ones, so the memory probe never disturbs a timed call.
     Peak memory is only meaningful when this process ran nothing before (see natbench.measure.isolate).
+    count_macs: count a model's MACs here (False: the caller adds them, see model_case_macs).
     """
     spec = spec if isinstance(spec, CaseSpec) else CaseSpec.from_dict(spec)
     config = timing if isinstance(timing, TimerConfig) else TimerConfig.from_dict(timing)
@@ -245,6 +257,8 @@ def measure_case(
     row = spec_row(spec)
     try:
         row.update(_measure(spec, config, memory))
+        if count_macs and spec.kind == "model":
+            add_model_macs(row, spec)
         row["status"] = "ok"
     except Unsupported as exc:
         row.update(status="unsupported", error=str(exc))
@@ -260,6 +274,12 @@ def measure_case(
 
         row["env"] = collect()
     return row
+
+
+def add_model_macs(row: dict[str, Any], spec: CaseSpec) -> None:
+    """A model row's macs and flops (and its throughput is unchanged: images per second)."""
+    macs = model_case_macs(spec)
+    row.update(macs=macs, flops=2 * macs)
 
 
 def prepare(spec: CaseSpec, memory: PeakMemory | None = None) -> tuple[Prepared, torch.device]:

@@ -37,10 +37,10 @@ def _die_with_parent() -> None:
             pass
 
 
-def _measure_task(spec: dict, timing: dict, memory: bool = True) -> dict:
+def _measure_task(spec: dict, timing: dict, memory: bool = True, count_macs: bool = True) -> dict:
     from natbench.measure.case import measure_case
 
-    return measure_case(spec, timing, with_env=False, memory=memory)
+    return measure_case(spec, timing, with_env=False, memory=memory, count_macs=count_macs)
 
 
 def _child(
@@ -159,6 +159,7 @@ def run_isolated(
     log_path: str | os.PathLike | None = None,
     threads: int | None = None,
     memory: bool = True,
+    count_macs: bool = True,
 ) -> dict[str, Any]:
     """The results row of `spec` measured in its own process (no `env`; the caller adds it).
 
@@ -167,6 +168,7 @@ def run_isolated(
     memory_limit: bytes a CPU case may allocate beyond its start; past it allocations fail (status oom).
     threads: torch intra-op threads for the case (default: torch's); 1 steadies timings on a shared machine.
     memory: also run the peak-memory pass (one call after the timed ones).
+    count_macs: count a model's MACs in that process (False: the caller adds them once per case).
     For repeats across processes see natbench.measure.repeat.run_repeated.
     """
     import torch
@@ -176,7 +178,12 @@ def run_isolated(
 
     case = CaseSpec.from_dict(spec).resolved(torch.cuda.is_available())
     start = time.monotonic()
-    kwargs = {"spec": case.to_dict(), "timing": dict(timing or {}), "memory": memory}
+    kwargs = {
+        "spec": case.to_dict(),
+        "timing": dict(timing or {}),
+        "memory": memory,
+        "count_macs": count_macs,
+    }
     row, status, error = run_in_process(
         _measure_task, kwargs, timeout, case.device, memory_limit, log_path, threads
     )

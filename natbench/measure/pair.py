@@ -18,6 +18,10 @@ from natbench.results import CASE_PARAMS
 
 PAIR_BLOCK_S = 0.01  # seconds of calls of one member per round
 PAIR_MIN_ROUNDS = 6
+# A member whose calls are shorter than this gets one untimed call after each switch (the other member left
+# the caches cold); a longer call (a model forward) refills them in a fraction of a percent of its time, and
+# an untimed call would double the pair's cost.
+SWITCH_CALL_BELOW_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -75,13 +79,14 @@ def _pair_row(pair: PairSpec) -> dict[str, Any]:
     return row
 
 
-def _block(fn, n: int, device) -> float:
-    """Per-call ms of n calls, after one untimed call: the switch from the other member (cold caches) is
-    not timed, so the ratio is of the two ops, not of the switching."""
+def _block(fn, n: int, device, untimed: bool = True) -> float:
+    """Per-call ms of n calls, after one untimed call when `untimed`: the switch from the other member (cold
+    caches) is not timed, so the ratio is of the two ops, not of the switching."""
     from natbench.measure.timer import synchronize
 
-    fn()
-    synchronize(device)
+    if untimed:
+        fn()
+        synchronize(device)
     start = time.perf_counter()
     for _ in range(n):
         fn()
@@ -114,6 +119,7 @@ def measure_pair(numerator: dict, denominator: dict, timing: dict | None = None)
                 for name, p in (("a", pa), ("b", pb)):
                     per_call[name] = max(warm_up(p.fn, device, config), 1e-7)
                 n = {k: max(1, round(PAIR_BLOCK_S / v)) for k, v in per_call.items()}
+                untimed = {k: v < SWITCH_CALL_BELOW_S for k, v in per_call.items()}
                 a_ms, b_ms = [], []
                 start = time.perf_counter()
                 while True:
@@ -125,7 +131,7 @@ def measure_pair(numerator: dict, denominator: dict, timing: dict | None = None)
                     ):
                         break
                     order = (("a", pa), ("b", pb)) if rounds % 2 == 0 else (("b", pb), ("a", pa))
-                    got = {k: _block(p.fn, n[k], device) for k, p in order}
+                    got = {k: _block(p.fn, n[k], device, untimed[k]) for k, p in order}
                     a_ms.append(got["a"])
                     b_ms.append(got["b"])
     except Unsupported as exc:

@@ -86,7 +86,8 @@ def run_process(
         row = got or {"status": status, "error": error}
         row["duration_s"] = round(time.monotonic() - start, 3)
     else:
-        row = run_isolated(spec, timeout, timing, memory_limit, log_path, threads)
+        # a model's MACs are counted once per case, by finish(), not in each timed process
+        row = run_isolated(spec, timeout, timing, memory_limit, log_path, threads, count_macs=False)
     row.update(load_before=load_before, load_after=machine_load())
     return row
 
@@ -114,6 +115,11 @@ def finish(spec: dict[str, Any], processes: list[dict[str, Any]]) -> dict[str, A
         last,
     )
     row["busy"] = is_busy(peak_load, None)
+    if row.get("status") == "ok" and row.get("kind") == "model" and row.get("macs") is None:
+        from natbench.measure.case import add_model_macs
+        from natbench.measure.spec import CaseSpec
+
+        add_model_macs(row, CaseSpec.from_dict(spec).resolved(row.get("device") == "cuda"))
     return row
 
 

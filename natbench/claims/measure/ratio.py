@@ -1,5 +1,6 @@
 """`ratio`: `field` of numerator rows over (or minus, op = "difference") denominator rows that agree on the
-`match` columns (and machine). Latency ratios use interleaved pair rows' intervals when the results have them."""
+`match` columns (and machine). Latency and throughput ratios use interleaved pair rows (value and interval) when
+the results have them."""
 
 from __future__ import annotations
 
@@ -55,11 +56,11 @@ def measure_ratio(claim: Claim, df) -> Outcome:
     out = []
     for _, pair in pairs.iterrows():
         a, b = num.iloc[int(pair["_i"])], den.iloc[int(pair["_j"])]
-        paired = (
-            pair_ratio(df, a.get("case_id"), b.get("case_id"))
-            if name == "latency_ms" and op == "ratio"
-            else None
-        )
+        paired = None
+        if op == "ratio" and name == "latency_ms":
+            paired = pair_ratio(df, a.get("case_id"), b.get("case_id"))
+        elif op == "ratio" and name == "throughput" and a.get("batch") == b.get("batch"):
+            paired = pair_ratio(df, b.get("case_id"), a.get("case_id"))  # images/s a / b = latency b / a
         try:
             av, alo, ahi, how = value_band(a, name)
             bv, blo, bhi, _ = value_band(b, name)

@@ -153,6 +153,9 @@ def test_pair_rounds_alternate_their_order(cases, monkeypatch):
     switches.clear()
     got = measure_pair({"target": "pair_cases:small"}, {"target": "pair_cases:slow"}, FAST)
     assert got["status"] == "ok" and switches[::2] == [True, False] * (len(switches) // 4)
+    assert len(got["ratios"]) >= repeat.PAIR_MIN_ROUNDS  # one member is fast: the full number of rounds
+    slow = measure_pair({"target": "pair_cases:slow"}, {"target": "pair_cases:slow"}, FAST)
+    assert slow["status"] == "ok" and len(slow["ratios"]) == pairs.PAIR_MIN_ROUNDS_SLOW
     broken = measure_pair({"target": "pair_cases:small"}, {"target": "pair_cases:fails"}, FAST)
     assert broken["status"] == "error" and "broken case" in broken["error"]
 

@@ -132,6 +132,9 @@ def test_grid_overrides_replace_a_dimension():
     assert {s.resolution for s in ops} == {14, 28} and {s.kernel_size for s in ops} <= {3, None}
     models = [s for s in specs if s.kind == "model"]
     assert {s.resolution for s in models} == {14, 28} and {s.kernel_size for s in models} <= {3, None}
+    pairs = [s for s in specs if s.kind == "pair"]  # members' own kernel sizes are overridden too
+    assert pairs and all(p.numerator.case_id != p.denominator.case_id for p in pairs)
+    assert {p.denominator.kernel_size for p in pairs} <= {3, None}
 
 
 def test_shards_partition_the_grid():

@@ -18,6 +18,7 @@ from natbench.results import CASE_PARAMS
 
 PAIR_BLOCK_S = 0.01  # seconds of calls of one member per round
 PAIR_MIN_ROUNDS = 6
+PAIR_MIN_ROUNDS_SLOW = 4  # when both members' calls take over SWITCH_CALL_BELOW_S (model forwards)
 # A member whose calls are shorter than this gets one untimed call after each switch (the other member left
 # the caches cold); a longer call (a model forward) refills them in a fraction of a percent of its time, and
 # an untimed call would double the pair's cost.
@@ -120,12 +121,13 @@ def measure_pair(numerator: dict, denominator: dict, timing: dict | None = None)
                     per_call[name] = max(warm_up(p.fn, device, config), 1e-7)
                 n = {k: max(1, round(PAIR_BLOCK_S / v)) for k, v in per_call.items()}
                 untimed = {k: v < SWITCH_CALL_BELOW_S for k, v in per_call.items()}
+                min_rounds = PAIR_MIN_ROUNDS if any(untimed.values()) else PAIR_MIN_ROUNDS_SLOW
                 a_ms, b_ms = [], []
                 start = time.perf_counter()
                 while True:
                     elapsed = time.perf_counter() - start
                     rounds = len(a_ms)
-                    enough = rounds >= max(PAIR_MIN_ROUNDS, config.min_samples) and rounds % 2 == 0
+                    enough = rounds >= max(min_rounds, config.min_samples) and rounds % 2 == 0
                     if (enough and elapsed >= 2 * config.min_run_time) or (
                         rounds >= 2 and elapsed >= config.max_run_time
                     ):

@@ -223,18 +223,24 @@ def _expand_pairs(preset: Preset, overrides, mentioned, cases: dict[str, CaseSpe
     out: dict[str, Any] = {}
     for i, pair in enumerate(preset.pairs):
         table = {**preset.defaults, **{k: v for k, v in pair.items() if k not in PAIR_KEYS}}
+        sides = {k: dict(pair[k]) for k in PAIR_KEYS}
         for key, values in overrides.items():
-            if key in table or key not in mentioned:
+            in_sides = any(key in side for side in sides.values())
+            if key in table or in_sides or key not in mentioned:
                 table[key] = values
+            for side in sides.values():  # an override replaces a member's own value too
+                side.pop(key, None)
         keys = list(table)
         dims = [v if isinstance(v, list) else [v] for v in table.values()]
         for combo in itertools.product(*dims):
             shared = dict(zip(keys, combo))
             try:
-                a = CaseSpec.from_dict({**shared, **pair["numerator"]})
-                b = CaseSpec.from_dict({**shared, **pair["denominator"]})
+                a = CaseSpec.from_dict({**shared, **sides["numerator"]})
+                b = CaseSpec.from_dict({**shared, **sides["denominator"]})
             except ValueError as exc:
                 raise ValueError(f"preset {preset.name}, pair {i + 1}: {exc}") from None
+            if a.case_id == b.case_id:
+                continue  # the overrides made both members one case: nothing to compare
             spec = PairSpec(a, b)
             out.setdefault(spec.case_id, spec)
             for member in (a, b):

@@ -86,6 +86,26 @@ def test_timer_makes_no_untimed_calls_beyond_the_warm_up():
     assert len(calls) == 1 + len(t.samples_ms) * t.calls_per_sample
 
 
+def test_warm_up_goes_on_until_a_call_faults_no_pages_in(monkeypatch):
+    from natbench.measure import timer
+
+    faults, calls = [0], []
+
+    def fn():  # the first 3 calls grow the heap (faults), then it is steady
+        calls.append(1)
+        faults[0] += 50_000 if len(calls) <= 3 else 0
+
+    monkeypatch.setattr(timer, "_minor_faults", lambda: faults[0])
+    config = TimerConfig(warmup=0.0, min_warmup_calls=1)
+    timer.warm_up(fn, torch.device("cpu"), config)
+    assert len(calls) == 4  # 3 faulting calls, then one that faulted nothing
+    calls.clear()
+    faults[0] = 0
+    monkeypatch.setattr(timer, "MAX_SETTLE_CALLS", 1)
+    timer.warm_up(fn, torch.device("cpu"), config)
+    assert len(calls) == 2  # bounded: min_warmup_calls + MAX_SETTLE_CALLS
+
+
 @pytest.mark.parametrize(
     "target, extra, kernel",
     [

@@ -277,7 +277,7 @@ def measure_case(
 
 
 def add_model_macs(row: dict[str, Any], spec: CaseSpec) -> None:
-    """A model row's macs and flops (and its throughput is unchanged: images per second)."""
+    """A model row's MACs and FLOPs of one call."""
     macs = model_case_macs(spec)
     row.update(macs=macs, flops=2 * macs)
 

@@ -32,14 +32,14 @@ RATIO_CV_TARGET = 0.05
 PLANTED_TARGET = 9 / 10
 
 
-def _cpu_quick() -> tuple[int, dict]:
+def _cpu_quick() -> tuple[int, dict, int | None]:
     from natbench.sweep.preset import load_preset
 
     preset = load_preset("cpu-quick")
-    return preset.repeats, dict(preset.timing)
+    return preset.repeats, dict(preset.timing), preset.threads
 
 
-REPEATS, TIMING = _cpu_quick()  # what the committed run measured with
+REPEATS, TIMING, THREADS = _cpu_quick()  # what the committed run measured with
 SHAPES = (56, 112)
 
 
@@ -223,7 +223,12 @@ def _load() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, help="torch threads per case (default: torch's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help=f"torch threads per case (default: cpu-quick's, {THREADS})",
+    )
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--tries", type=int, default=10)
     parser.add_argument("--skip", default="", help="comma list of: order,coverage,ratio,aa,planted")

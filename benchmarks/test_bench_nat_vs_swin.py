@@ -11,6 +11,7 @@ NATBENCH_BENCH_PAIRS picks the pairs ("nat_tiny:swin_tiny:float32,...").
 from __future__ import annotations
 
 import os
+import statistics
 
 import pytest
 
@@ -36,8 +37,8 @@ def nat_vs_swin(nat: str, swin: str, dtype: str, repeats: int = REPEATS) -> dict
     row = run_pair(pair, 900, TIMING, threads=cases.THREADS, repeats=repeats)
     if row["status"] != "ok":
         raise RuntimeError(f"{nat} / {swin} {dtype}: {row['status']}: {row.get('error')}")
-    nat_ms = sorted(row["numerator_process_ms"])[len(row["numerator_process_ms"]) // 2]
-    swin_ms = sorted(row["denominator_process_ms"])[len(row["denominator_process_ms"]) // 2]
+    nat_ms = statistics.median(row["numerator_process_ms"])
+    swin_ms = statistics.median(row["denominator_process_ms"])
     return {
         "nat": nat,
         "swin": swin,

@@ -217,3 +217,17 @@ def test_bad_pair_declarations_fail_clearly(tmp_path, pair, match):
     path.write_text('[[grid]]\ntarget = "full"\n[[pair]]\n' + pair)
     with pytest.raises(ValueError, match=match):
         load_preset(path)
+
+
+def test_a_model_mac_count_that_raises_makes_the_case_an_error(monkeypatch):
+    from natbench.measure import case
+
+    def broken(spec):
+        raise RuntimeError("meta device")
+
+    monkeypatch.setattr(case, "model_case_macs", broken)
+    spec = {"target": "nat_mini", "resolution": 32, "device": "cpu"}
+    row = repeat.finish(
+        spec, [_proc(4.0, 100, kind="model", target="nat_mini"), _proc(4.2, 100, kind="model")]
+    )
+    assert row["status"] == "error" and "counting MACs raised RuntimeError: meta device" in row["error"]

@@ -120,7 +120,7 @@ def finish(spec: dict[str, Any], processes: list[dict[str, Any]]) -> dict[str, A
         from natbench.measure.spec import CaseSpec
 
         try:
-            add_model_macs(row, CaseSpec.from_dict(spec).resolved(row.get("device") == "cuda"))
+            add_model_macs(row, CaseSpec.from_dict(spec))
         except Exception as exc:  # natbench's own failure: the case's row says so, the sweep goes on
             row.update(status="error", error=f"counting MACs raised {type(exc).__name__}: {exc}"[:2000])
     return row

@@ -129,7 +129,9 @@ def warm_up(fn: Callable[[], object], device: torch.device, config: TimerConfig)
     return per_call
 
 
-PRIME_SECONDS = 0.05  # ~280 calls of the calibration matmul on this CPU: its median is steady
+PRIME_SECONDS = (
+    0.05  # 0.05 and 0.1 s read the same (0.331-0.333 ms, 20 interleaved processes each, 2-core VM)
+)
 CALIB_SIZE = 256
 
 

@@ -7,10 +7,13 @@ Mann-Whitney U test (scipy.stats.mannwhitneyu) over the per-process values (`lat
 per-process values existed fall back to their within-run samples (latency), or to the threshold alone, and
 the line says so. Exit codes: 0 no regression, 1 regression(s), 2 bad input or no case comparable.
 
-Machine drift: every process times a fixed calibration workload as it primes the runtime (`calib_process_ms`).
-When the two sets' calibration times differ (Mann-Whitney U over all their processes at level alpha), the
-machine itself ran at another speed, and NEW's latencies (and throughputs) are divided by that factor
-before they are judged (`--normalize auto`, the default; `off` judges raw times). The factor is printed.
+Machine drift: every process times two calibration workloads, a matmul (`calib_process_ms`) and a copy from
+DRAM (`calib_bw_process_ms`). When the two sets' readings of one differ (Mann-Whitney U over all their
+processes at level alpha), the machine itself ran at another speed. A case's time mixes compute and memory
+traffic, so the machine's effect on it lies between the two factors: NEW's latencies (and throughputs) are
+divided by the factor between them nearest to the case's own change: a regression must remain after the
+larger, an improvement after the smaller (`--normalize auto`, the default; `off` judges raw times). The
+factors are printed.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import fnmatch
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,7 @@ class CaseDelta:
     new_n: int
     verdict: str  # regression | improvement | unchanged
     busy: bool = False  # either row was measured on a busy machine (loadavg above its CPUs)
+    machine_factor: float | None = None  # NEW's times were divided by this (machine drift), if at all
 
 
 @dataclass
@@ -198,21 +202,47 @@ def _values(row: dict[str, Any], metric: Metric) -> tuple[float | None, list[flo
     return point, per, kind
 
 
-def machine_drift(base_rows, new_rows, alpha: float = ALPHA) -> dict[str, Any] | None:
-    """NEW / BASE of the calibration workload's median over every ok row's processes, with a two-sided
-    Mann-Whitney p; None when either side has fewer than 5 calibration values."""
+DRIFT_WORKLOADS = (("compute", "calib_process_ms"), ("memory", "calib_bw_process_ms"))
+
+
+def _workload_drift(base_rows, new_rows, column: str, alpha: float) -> dict[str, Any] | None:
     from scipy.stats import mannwhitneyu
 
     def values(rows):
-        return [v for r in rows.values() if r.get("status") == "ok" for v in _list(r.get("calib_process_ms"))]
+        return [v for r in rows.values() if r.get("status") == "ok" for v in _list(r.get(column))]
 
     b, n = values(base_rows), values(new_rows)
     if len(b) < 5 or len(n) < 5:
         return None
-
     factor = float(np.median(n) / np.median(b))
     p = float(mannwhitneyu(n, b, alternative="two-sided").pvalue)
     return {"factor": factor, "p_value": p, "base_n": len(b), "new_n": len(n), "significant": p <= alpha}
+
+
+def machine_drift(base_rows, new_rows, alpha: float = ALPHA) -> dict[str, Any] | None:
+    """NEW / BASE of the calibration workloads' medians over every ok row's processes, each with a two-sided
+    Mann-Whitney p: the matmul ("compute": its keys at the top level) and, where rows have it, the DRAM copy
+    ("memory"). None when the matmul has fewer than 5 values on either side.
+
+    A case's time is some mix of compute and memory traffic, so the machine's effect on it lies between the
+    two significant factors (1 where a workload did not move): `low` and `high`. A case's NEW times are
+    divided by the factor in [low, high] nearest to its own change: a regression must remain after dividing
+    by `high`, an improvement after dividing by `low`, and a change within [low, high] is the machine's."""
+    compute = _workload_drift(base_rows, new_rows, "calib_process_ms", alpha)
+    if compute is None:
+        return None
+    memory = _workload_drift(base_rows, new_rows, "calib_bw_process_ms", alpha)
+    factors = [compute["factor"] if compute["significant"] else 1.0]
+    if memory is not None:
+        factors.append(memory["factor"] if memory["significant"] else 1.0)
+    significant = compute["significant"] or bool(memory and memory["significant"])
+    return {
+        **compute,
+        "memory": memory,
+        "significant": significant,
+        "low": min(factors),
+        "high": max(factors),
+    }
 
 
 def _scaled(row: dict[str, Any], factor: float) -> dict[str, Any]:
@@ -288,8 +318,8 @@ def compare(
 ) -> Comparison:
     """Join two result directories on case_id and judge every case in both (pair rows are left out).
 
-    normalize: "auto" divides NEW's times by the machine's drift when the calibration workload says it
-    changed significantly; "off" judges raw times (memory is never normalized)."""
+    normalize: "auto" divides NEW's times by the machine's drift when a calibration workload says it
+    changed significantly (see machine_drift); "off" judges raw times (memory is never normalized)."""
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0 (a fraction, 0.1 = 10 %), got {threshold}")
     if metric not in METRICS:
@@ -311,8 +341,13 @@ def compare(
     for case_id in sorted(set(base_rows) & set(new_rows)):
         b, n = base_rows[case_id], new_rows[case_id]
         if drift is not None and drift["applied"]:
-            n = _scaled(n, drift["factor"])
-        got = judge(b, n, m, threshold, alpha)
+            got = judge(b, n, m, threshold, alpha)
+            if not isinstance(got, str):  # the machine's share: its factor nearest to the case's own change
+                times = got.ratio if m.higher_is_worse else 1 / got.ratio
+                factor = min(max(times, drift["low"]), drift["high"])
+                got = replace(judge(b, _scaled(n, factor), m, threshold, alpha), machine_factor=factor)
+        else:
+            got = judge(b, n, m, threshold, alpha)
         if isinstance(got, str):
             not_comparable.append(
                 {
@@ -355,11 +390,22 @@ def format_text(result: Comparison) -> str:
     if d is None:
         lines.append("machine drift: not measured (rows without calibration values)")
     else:
-        lines.append(
-            f"machine drift: calibration workload new/base = {d['factor']:.3f} (Mann-Whitney p = "
-            f"{d['p_value']:.3g}, {d['base_n']} vs {d['new_n']} processes); "
-            + ("new times divided by it before judging" if d.get("applied") else "not applied")
+        parts = [("matmul", d)] + ([("DRAM copy", d["memory"])] if d.get("memory") else [])
+        readings = "; ".join(
+            f"{name} new/base = {w['factor']:.3f} (Mann-Whitney p = {w['p_value']:.3g}, {w['base_n']} vs "
+            f"{w['new_n']} processes)"
+            for name, w in parts
         )
+        if d.get("applied"):
+            how = (
+                f"each case's new times divided by the factor in [{d['low']:.3f}, {d['high']:.3f}] nearest "
+                "to its own change before judging"
+                if d["low"] != d["high"]
+                else f"new times divided by {d['high']:.3f} before judging"
+            )
+        else:
+            how = "not applied"
+        lines.append(f"machine drift: {readings}; {how}")
     lines += ["", f"{'verdict':<12} {'ratio':>7} {'p':>6} {'base':>11} {'new':>11}  case"]
     for c in sorted(result.cases, key=lambda c: -c.ratio if m.higher_is_worse else c.ratio):
         p = "-" if c.p_value is None else f"{c.p_value:.3f}"

@@ -41,7 +41,9 @@ COLUMNS: dict[str, str] = {
     "latency_iqr_ms": "interquartile range of the timing samples (on CPU a sample is the mean of calls_per_sample calls)",
     "latency_min_ms": "fastest sample (same caveat)",
     "latency_samples_ms": "every timing sample (list)",
-    "peak_mem_bytes": "peak memory of the case above the process's baseline (CUDA allocator or CPU RSS)",
+    "peak_mem_bytes": "peak memory of the case above the process's baseline: allocator bytes (CUDA and CPU)",
+    "peak_rss_bytes": "CPU: the RSS the case added (built + high-water mark of the call), median over processes; "
+    "an upper bound of peak_mem_bytes that includes allocator overhead and moves between runs",
     "flops": "analytic FLOPs of one call",
     "macs": "analytic multiply-accumulates of one call",
     "params": "parameters (models)",
@@ -60,7 +62,7 @@ COLUMNS: dict[str, str] = {
     "drop_rpb": "NAT/DiNAT model run without its RPB (natten's fused kernels have none)",
     "calls_per_sample": "calls averaged in each timing sample (1 with CUDA events)",
     "timer": "how latency was timed (timeit blocks, torch.utils.benchmark adaptive_autorange, cuda-events, +l2-flush)",
-    "memory_method": "how peak_mem_bytes was read (torch.cuda.max_memory_allocated, or CPU RSS: see natbench.measure.memory)",
+    "memory_method": "how peak_mem_bytes was read (CUDA: max_memory_allocated; CPU: torch's allocation events; see natbench.measure.memory)",
     "threads": "torch intra-op threads the case ran with",
     "duration_s": "wall seconds of the whole case (process start to result; all its processes)",
     "repeats": "fresh processes the case was measured in (each a full warm-up + timing + memory pass)",
@@ -70,9 +72,16 @@ COLUMNS: dict[str, str] = {
     "peak_mem_process_bytes": "peak memory of each process (list); peak_mem_bytes is their median",
     "peak_mem_ci_low_bytes": "95 % interval of the median peak memory, bootstrap over processes: low",
     "peak_mem_ci_high_bytes": "95 % interval of the median peak memory, bootstrap over processes: high",
-    "calib_ms": "median ms of the calibration workload (a 256x256 matmul, timed as the runtime is primed) "
-    "over the case's processes: the machine's speed while the case ran",
+    "calib_ms": "median ms of the calibration workload (a 256x256 matmul, timed as the runtime is primed and "
+    "again after the timed calls; the slower reading) over the case's processes: the machine's speed then",
     "calib_process_ms": "the calibration workload's ms in each process (list)",
+    "calib_bw_ms": "median ms of the memory calibration (a 24 MiB copy from DRAM, read after the prime) "
+    "across processes",
+    "calib_bw_process_ms": "the memory calibration's ms in each process (list)",
+    "processes_run": "fresh processes the case ran: repeats, plus re-runs of processes slowed by the machine",
+    "contended_processes": "processes whose calibration ran over 10 % slower than the sweep's fastest "
+    "(slowed by other work on the machine); re-run while the budget lasts, and left out of the median when "
+    "enough others remain",
     "load_before": "1-min load average just before the case's first process",
     "load_after": "1-min load average just after the case's last process",
     "busy": "the load average before or after one of the case's processes was above the CPUs it may use: "

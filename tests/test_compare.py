@@ -195,9 +195,40 @@ def test_machine_drift_seen_by_the_calibration_workload_is_divided_out(tmp_path,
     regressed = write(tmp_path / "regressed", rows(1.25, slow_case=1.5))  # and case a 50 % slower on top
     assert [c.case_id for c in compare(base, regressed).regressions] == ["a"]
     assert cli_main(["compare", str(base), str(drifted)]) == 0
-    assert "machine drift: calibration workload new/base = 1.2" in capsys.readouterr().out
+    assert "machine drift: matmul new/base = 1.2" in capsys.readouterr().out
     with pytest.raises(ValueError, match="normalize"):
         compare(base, drifted, normalize="yes")
+
+
+def test_memory_bound_drift_seen_by_the_copy_calibration_excuses_up_to_its_factor(tmp_path, capsys):
+    def rows(copy_scale, slow_case=1.0):
+        # matmul unchanged; the DRAM copy (and the memory-bound case "m") slower by copy_scale
+        calib = {"calib_process_ms": noisy(0.3)}
+        out = [row("c", noisy(10), calib_bw_process_ms=noisy(2.0 * copy_scale), **calib)]
+        out.append(
+            row("m", noisy(10 * copy_scale * slow_case), calib_bw_process_ms=noisy(2.0 * copy_scale), **calib)
+        )
+        return out
+
+    base = write(tmp_path / "base", rows(1.0))
+    slower = write(tmp_path / "slower", rows(1.3))
+    result = compare(base, slower)
+    assert result.drift["memory"]["significant"] and not result.drift["p_value"] <= 0.05
+    assert result.drift["low"] == 1.0 and result.drift["high"] == pytest.approx(1.3, rel=0.05)
+    assert result.exit_code == 0  # the copy slowed as much: not a regression
+    assert compare(base, slower, normalize="off").exit_code == 1
+    # a regression beyond what the machine explains is still one
+    regressed = write(tmp_path / "regressed", rows(1.3, slow_case=1.3))
+    assert [c.case_id for c in compare(base, regressed).regressions] == ["m"]
+    # faster memory does not excuse a compute case, nor make it an improvement beyond its own change
+    faster = write(tmp_path / "faster", rows(0.7))
+    verdicts = {c.case_id: c.verdict for c in compare(base, faster).cases}
+    assert verdicts == {"c": "unchanged", "m": "unchanged"}
+    assert cli_main(["compare", str(base), str(slower)]) == 0
+    assert "DRAM copy new/base = 1." in capsys.readouterr().out
+    judged = compare(base, regressed)
+    (m,) = [c for c in judged.cases if c.case_id == "m"]
+    assert m.machine_factor == pytest.approx(judged.drift["high"]) and m.ratio == pytest.approx(1.3, rel=0.05)
 
 
 def test_no_calibration_values_no_drift_correction(tmp_path):

@@ -248,3 +248,19 @@ def test_model_macs_follow_a_kernel_size_override():
     assert (
         row["macs"] == model_info("nat_mini", 64, kernel_size=5)["macs"] != model_info("nat_mini", 64)["macs"]
     )
+
+
+def test_cpu_peak_memory_counts_allocator_bytes_exactly():
+    from natbench.measure.memory import PeakMemory
+
+    mem = PeakMemory("cpu")
+    mem.baseline()
+    held = torch.empty(2**18)  # 1 MiB of inputs
+    mem.built()
+    mem.reset_peak()
+    temp = torch.empty(3 * 2**18)  # 3 MiB of temporaries, freed before the call returns
+    out = held.clone()  # 1 MiB output, alive with the temporaries
+    del temp
+    assert mem.peak_increase() == 1 * 2**20 + 4 * 2**20
+    assert mem.method.startswith("cpu allocated") and mem.rss is not None and mem.rss >= 0
+    del out

@@ -130,6 +130,9 @@ def test_case_processes_reuse_heap_pages_instead_of_faulting_them_in_every_call(
 def test_peak_memory_still_counts_a_calls_temporaries(cases):
     row = run_repeated({"target": "pair_cases:big_temporary", "device": "cpu"}, 60, FAST, repeats=2)
     assert row["status"] == "ok" and row["peak_mem_bytes"] >= 64 * 2**20, row.get("peak_mem_bytes")
+    # allocator bytes: the same in every process, whatever the heap looked like
+    assert len(set(row["peak_mem_process_bytes"])) == 1, row["peak_mem_process_bytes"]
+    assert row["peak_rss_bytes"] is not None
 
 
 def test_pair_rounds_alternate_their_order(cases, monkeypatch):
@@ -231,3 +234,35 @@ def test_a_model_mac_count_that_raises_makes_the_case_an_error(monkeypatch):
         spec, [_proc(4.0, 100, kind="model", target="nat_mini"), _proc(4.2, 100, kind="model")]
     )
     assert row["status"] == "error" and "counting MACs raised RuntimeError: meta device" in row["error"]
+
+
+def _process(calib, latency=None, status="ok"):
+    return {
+        "status": status,
+        "latency_ms": latency or 10 * calib,
+        "latency_samples_ms": [1.0],
+        "calib_ms": calib,
+    }
+
+
+def test_rows_are_made_of_the_least_contended_processes():
+    procs = [_process(c) for c in (0.33, 0.50, 0.34, 0.40, 0.33, 0.36)]
+    ref = repeat.fastest(procs)
+    assert ref == {"calib_ms": 0.33}
+    assert [repeat.contended(p, ref) for p in procs] == [False, True, False, True, False, False]
+    # 4 uncontended and the least contended of the others (0.40 rather than 0.50), in the order they ran
+    assert [p["calib_ms"] for p in repeat.select(procs, 5, ref)] == [0.33, 0.34, 0.40, 0.33, 0.36]
+    row = repeat.finish({"target": "na"}, procs, repeats=5)
+    assert row["processes_run"] == 6 and row["contended_processes"] == 2 and row["repeats"] == 5
+    assert repeat.needs_rerun(procs, 5, ref) and not repeat.needs_rerun(procs, 4, ref)
+
+
+def test_run_repeated_reruns_a_slowed_process_once(monkeypatch):
+    calibs = iter([0.33, 0.50, 0.33, 0.33, 0.33, 0.33])
+    monkeypatch.setattr(repeat, "run_process", lambda *a, **k: _process(next(calibs)))
+    row = run_repeated({"target": "na", "device": "cpu"}, repeats=5)
+    assert row["processes_run"] == 6 and row["contended_processes"] == 1
+    assert row["calib_process_ms"] == [0.33] * 5
+    calibs = iter([0.50] * 10)  # the machine never got faster: the budget (2 of 5) ends it
+    row = run_repeated({"target": "na", "device": "cpu"}, repeats=5)
+    assert row["processes_run"] == 5 and row["contended_processes"] == 0  # judged against its own fastest

@@ -500,6 +500,7 @@ def test_processes_run_round_robin_and_a_resumed_sweep_reuses_journaled_ones(tmp
         resolution = [1, 2, 3]
     """,
         repeats=3,
+        reruns=0,
     )
     out = tmp_path / "out"
     frame = run_sweep(preset, out, progress=False)
@@ -517,3 +518,42 @@ def test_processes_run_round_robin_and_a_resumed_sweep_reuses_journaled_ones(tmp
     assert sorted(log.read_text().split()) == ["1", "2", "2", "2", "3", "3", "3"]  # case 1: one more
     got = [r for r in results.read_rows(out / "b") if r["resolution"] == 1][0]
     assert got["repeats"] == 3 and got["latency_process_ms"][:2] == [1.0, 1.0]
+
+
+def test_a_sweep_reruns_processes_the_machine_slowed_within_its_budget(tmp_path, monkeypatch):
+    from natbench.measure import repeat
+
+    calls = []
+    slow = {("b", 1), ("b", 3), ("c", 0), ("c", 1), ("c", 2), ("c", 3), ("c", 4)}  # (case, nth process)
+
+    def fake_process(spec, *args, **kwargs):
+        name = spec["target"].split(":")[1]
+        nth = sum(c == name for c in calls)
+        calls.append(name)
+        calib = 0.50 if (name, nth) in slow else 0.33
+        from natbench.measure.case import spec_row
+        from natbench.measure.spec import CaseSpec
+
+        row = spec_row(CaseSpec.from_dict(spec))
+        return {
+            **row,
+            "status": "ok",
+            "latency_ms": 10 * calib,
+            "latency_samples_ms": [1.0],
+            "calib_ms": calib,
+        }
+
+    monkeypatch.setattr(repeat, "run_process", fake_process)
+    (tmp_path / "rr2.py").write_text("def a(s, d, t):\n    return lambda: None\nb = c = a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    preset = write_preset(
+        tmp_path / "rerun.toml", '[[grid]]\ntarget = ["rr2:a", "rr2:b", "rr2:c"]', repeats=3, reruns=0.67
+    )
+    frame = run_sweep(preset, tmp_path / "out", progress=False).set_index("target")
+    # a: never slowed, no re-run; b: 2 slowed of 3, two re-runs; c: always slowed, re-runs until the budget
+    # (2 per case over the sweep: 6) is spent
+    assert calls.count("a") == 3 and calls.count("b") == 5 and calls.count("c") == 5
+    assert list(frame["processes_run"]) == [3, 5, 5]
+    assert list(frame["contended_processes"]) == [0, 2, 5]
+    assert frame.loc["rr2:b", "latency_process_ms"] == pytest.approx([3.3, 3.3, 3.3])  # the quiet ones
+    assert frame.loc["rr2:c", "repeats"] == 3

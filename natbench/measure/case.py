@@ -21,7 +21,15 @@ import torch.nn.functional as F
 from natbench.measure.flops import model_macs, op_macs, padded_side
 from natbench.measure.memory import PeakMemory, process_settings
 from natbench.measure.spec import CaseSpec
-from natbench.measure.timer import TimerConfig, prime_runtime, synchronize, time_callable
+from natbench.measure.timer import (
+    CHECK_SECONDS,
+    TimerConfig,
+    copy_calibration,
+    prime_runtime,
+    slower,
+    synchronize,
+    time_callable,
+)
 from natbench.results import CASE_PARAMS
 
 NEEDS_CUDA = "needs CUDA: torch.cuda.is_available() is False on this machine"
@@ -301,8 +309,9 @@ def _measure(spec: CaseSpec, config: TimerConfig, with_memory: bool = True) -> d
     prepared, device = prepare(spec, memory)
     peak = None
     with prepared.context():
-        calib = prime_runtime(device)
+        calib, calib_bw = prime_runtime(device), copy_calibration(device)
         timing = time_callable(prepared.fn, device, config)
+        calib_after = prime_runtime(device, CHECK_SECONDS)
         kernel = prepared.kernel()
         if with_memory:
             prepared.before_peak()
@@ -323,8 +332,10 @@ def _measure(spec: CaseSpec, config: TimerConfig, with_memory: bool = True) -> d
         "latency_samples_ms": timing.samples_ms,
         "calls_per_sample": timing.calls_per_sample,
         "timer": timing.method,
-        "calib_ms": calib,
+        "calib_ms": slower(calib, calib_after),
+        "calib_bw_ms": calib_bw,
         "peak_mem_bytes": peak,
+        "peak_rss_bytes": memory.rss,
         "memory_method": memory.method if with_memory else None,
         "macs": macs,
         "flops": 2 * macs if macs is not None else None,

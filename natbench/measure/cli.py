@@ -103,6 +103,8 @@ def format_row(row: dict) -> str:
         "kernel",
         "device_name",
         "repeats",
+        "processes_run",
+        "contended_processes",
         "latency_ms",
         "latency_ci_low_ms",
         "latency_ci_high_ms",
@@ -115,6 +117,9 @@ def format_row(row: dict) -> str:
         "peak_mem_ci_low_bytes",
         "peak_mem_ci_high_bytes",
         "memory_method",
+        "peak_rss_bytes",
+        "calib_ms",
+        "calib_bw_ms",
         "load_before",
         "load_after",
         "busy",
@@ -128,7 +133,7 @@ def format_row(row: dict) -> str:
         value = row.get(key)
         if value is None:
             continue
-        if key.startswith("peak_mem"):
+        if key.startswith(("peak_mem", "peak_rss")):
             value = f"{value / 2**20:.1f} MiB"
         elif isinstance(value, list):
             value = "[" + ", ".join(f"{v:.4g}" for v in value) + "]"

@@ -10,15 +10,24 @@ created during warm-up and kept between calls (compiled code, caches, allocator 
 timed calls left behind. The measured call is one more call after the timed ones (its own pass: it never
 disturbs a timed call), in a fresh process (natbench.measure.isolate) that ran nothing before.
 
+Both devices count allocator bytes: the bytes of the tensors torch's allocator hands out, not what the
+operating system holds for the process.
 CUDA: torch.cuda.memory_allocated after building minus before, plus max_memory_allocated during the call
-minus memory_allocated just before it (allocator bytes, not the caching allocator's reserve).
-CPU: the same with RSS; the high-water mark is reset through /proc/self/clear_refs (Linux >= 4.0) after
-glibc's malloc_trim has returned the freed heap pages, so that their reuse by the call counts. Without that
-reset, ru_maxrss (the process's lifetime peak) minus the baseline is reported, an upper bound.
+minus memory_allocated just before it (not the caching allocator's reserve).
+CPU: the same bytes from torch's allocation events (torch.autograd.profiler with profile_memory: each CPU
+allocation and free with its size; only the build and the measured call run under it). Why not RSS: after
+warm-up the call's temporaries land in a heap whose free pages and fragmentation depend on how many calls
+ran, so the RSS a call adds moved by up to 25 % between processes and in streaks over minutes (tiled NA
+112x112: 12.8-16.0 MiB for the same 11.2 MiB of tensors), while allocator bytes are the same in every process.
+The RSS high-water mark of the call is kept beside it (`peak_rss_bytes`: built + VmHWM of the call after
+malloc_trim and a reset through /proc/self/clear_refs), an upper bound that includes allocator overhead.
+Allocations that bypass torch's allocator (a BLAS library's own buffers) are in that column only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
 import sys
 
@@ -70,21 +79,66 @@ def _prime_cpu_runtime() -> None:
     torch.nn.functional.scaled_dot_product_attention(a[None, None], a[None, None], a[None, None]).sum().item()
 
 
-def _ru_maxrss() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Kineto writes a line to the process's stderr (fd 2) on every profiler start and stop."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class AllocationTrace:
+    """torch's CPU allocations and frees while it is open: bytes held at the end and at the peak, relative to
+    its start. Frees of tensors allocated before it opened are not reported by torch: they count as kept."""
+
+    def __init__(self):
+        self._prof = None
+        self.held = self.peak = 0
+
+    def __enter__(self) -> AllocationTrace:
+        from torch.autograd import profiler
+
+        self._prof = profiler.profile(profile_memory=True)
+        with _quiet_stderr():
+            self._prof.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with _quiet_stderr():
+            self._prof.__exit__(*exc)
+        events = [
+            (e.start_ns(), e.nbytes())
+            for e in self._prof.kineto_results.events()
+            if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
+        ]
+        held = peak = 0
+        for _, nbytes in sorted(events):
+            held += nbytes
+            peak = max(peak, held)
+        self.held, self.peak = held, peak
 
 
 class PeakMemory:
     """baseline() before inputs exist, built() after, reset_peak() after warm-up, peak_increase() after
-    the measured call."""
+    the measured call; `rss` holds the CPU RSS reading of the same call (None on CUDA)."""
 
     def __init__(self, device: torch.device | str, stats=None):
         """stats: the GPU memory-stats source (synchronize, reset_peak_memory_stats, memory_allocated,
         max_memory_allocated, each taking the device); torch.cuda by default, a stand-in in CPU tests."""
         self.device = torch.device(device)
         self.base = self._built = self._before_call = 0
+        self._rss_base = self._rss_built = 0
         self._hwm_reset = False
+        self._trace: AllocationTrace | None = None
+        self._built_bytes = 0
+        self.rss: int | None = None
         self._gpu = stats if stats is not None else (torch.cuda if self.device.type == "cuda" else None)
 
     def baseline(self) -> None:
@@ -93,43 +147,51 @@ class PeakMemory:
             self._gpu.reset_peak_memory_stats(self.device)
             self.base = self._gpu.memory_allocated(self.device)
             self._hwm_reset = True
-        else:
-            _prime_cpu_runtime()
-            self.base = current_rss()
-        self._built = self.base
+            self._built = self.base
+            return
+        _prime_cpu_runtime()
+        self._rss_base = self._rss_built = current_rss()
+        self._trace = AllocationTrace().__enter__()
 
     def built(self) -> None:
         if self._gpu is not None:
             self._gpu.synchronize(self.device)
             self._built = self._gpu.memory_allocated(self.device)
-        else:
-            self._built = current_rss()
+            return
+        self._rss_built = current_rss()
+        if self._trace is not None:
+            self._trace.__exit__(None, None, None)
+            self._built_bytes = self._trace.held
+            self._trace = None
 
     def reset_peak(self) -> None:
         if self._gpu is not None:
             self._gpu.synchronize(self.device)
             self._gpu.reset_peak_memory_stats(self.device)
             self._before_call = self._gpu.memory_allocated(self.device)
-        else:
-            _malloc_trim()
-            self._hwm_reset = _reset_hwm()
-            self._before_call = current_rss()
+            return
+        _malloc_trim()
+        self._hwm_reset = _reset_hwm()
+        self._before_call = current_rss()
+        self._trace = AllocationTrace().__enter__()
 
     def peak_increase(self) -> int:
         if self._gpu is not None:
             self._gpu.synchronize(self.device)
             hwm = self._gpu.max_memory_allocated(self.device)
-        else:
-            hwm = _vm_hwm() if self._hwm_reset else None
-        if hwm is None:
-            return max(0, _ru_maxrss() - self.base)
-        return max(0, self._built - self.base) + max(0, hwm - self._before_call)
+            return max(0, self._built - self.base) + max(0, hwm - self._before_call)
+        self._trace.__exit__(None, None, None)
+        call, self._trace = self._trace.peak, None
+        hwm = _vm_hwm() if self._hwm_reset else None
+        built_rss = max(0, self._rss_built - self._rss_base)
+        self.rss = built_rss + max(0, hwm - self._before_call) if hwm is not None else None
+        return max(0, self._built_bytes) + max(0, call)
 
     @property
     def method(self) -> str:
         if self._gpu is not None:
             return "cuda allocated: built + max_memory_allocated of one call"
-        return "rss: built + VmHWM of one call" if self._hwm_reset else "ru_maxrss - baseline"
+        return "cpu allocated: built + peak of one call (torch allocation events)"
 
 
 # glibc serves every allocation above its mmap threshold (at most 32 MiB) with fresh pages and returns them on

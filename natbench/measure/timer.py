@@ -9,8 +9,9 @@ Timer.adaptive_autorange with torch's thread count.
 Both: the garbage collector is off from warm-up to the last timed call (a collection inside a timed call is
 noise the case did not cause), and `prime_runtime` runs first, so that the first case timed in a process
 does not pay for waking torch's thread pool and the CPU's clocks. The prime is itself timed: its per-call
-time (`calib_ms`, a fixed 256x256 matmul) is a reading of the machine's speed in that process, which
-`natbench compare` uses to tell machine drift from a regression.
+time (`calib_ms`, a fixed 256x256 matmul, read again after the timed calls: the slower reading is kept) and
+a DRAM-bound copy (`calib_bw_ms`) tell the machine's compute and memory speed in that process: a sweep re-runs
+processes slowed by their neighbours, and `natbench compare` tells machine drift from a regression.
 """
 
 from __future__ import annotations
@@ -151,6 +152,37 @@ def prime_runtime(device: torch.device | str, seconds: float | None = None) -> f
         last = now
     tail = times[len(times) // 2 :]
     return float(np.median(tail)) * 1e3 if len(tail) >= 3 else None
+
+
+# The memory side of the machine's speed: shifted window attention or an explicit softmax slowed by 15-43 %
+# between sweeps while the matmul calibration moved 0.2 %, so a process also times a copy that runs from DRAM.
+COPY_BYTES = 24 * 2**20  # source + destination (48 MiB) exceed this VM's 32 MiB L3: ~2.3 ms at ~20 GB/s
+COPIES = 4
+CHECK_SECONDS = 0.01  # the matmul reading again after the timed calls (~30 calls): a process slowed by its
+# neighbours while it was timed shows it (natbench.measure.repeat); the copy, whose reading moves +-25 % between
+# quiet processes, is read once and serves only compare's machine drift
+
+
+def copy_calibration(device: torch.device | str, copies: int = COPIES) -> float | None:
+    """Median ms of `copies` copies of COPY_BYTES on `device`, after one untimed copy (first touch)."""
+    device = torch.device(device)
+    src = torch.ones(COPY_BYTES // 4, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    synchronize(device)
+    times = []
+    for _ in range(copies):
+        start = time.perf_counter()
+        dst.copy_(src)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3 if times else None
+
+
+def slower(*readings: float | None) -> float | None:
+    """The slowest of a process's readings of one calibration workload (None when there is none)."""
+    known = [r for r in readings if r is not None]
+    return max(known) if known else None
 
 
 @contextlib.contextmanager

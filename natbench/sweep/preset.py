@@ -20,7 +20,8 @@
     denominator = { target = "window", shifted = true }
 
 `repeats` (setting, default 3): fresh processes per case and per pair. A pair adds a kind="pair" row with
-the ratio and its interval; its two members are also run as ordinary cases.
+the ratio and its interval; its two members are also run as ordinary cases. `reruns` (default 0.4): the
+share of `repeats` a case may run again when processes were slowed by the machine (natbench.measure.repeat).
 
 Fields are those of natbench.measure.spec.CaseSpec; fields that do not apply to a target are dropped, and
 equal cases are run once.
@@ -46,6 +47,7 @@ RUN_SETTINGS = {
     "memory_limit_gb": (int, float),
     "threads": (int,),
     "repeats": (int,),
+    "reruns": (int, float),
 }
 TIMER_SETTINGS = tuple(TimerConfig.__dataclass_fields__)
 
@@ -65,6 +67,10 @@ class Preset:
         from natbench.measure.repeat import DEFAULT_REPEATS
 
         return self.settings.get("repeats", DEFAULT_REPEATS)
+
+    @property
+    def reruns(self) -> float | None:
+        return self.settings.get("reruns")
 
     @property
     def timeout(self) -> float | None:
@@ -126,8 +132,10 @@ def parse_preset(data: dict[str, Any], name: str, source: str = "") -> Preset:
     if bad:
         raise ValueError(f"{where}: unknown setting(s) {bad}; valid settings: {', '.join(valid_settings)}")
     for key, types in RUN_SETTINGS.items():
-        if key in settings and (not isinstance(settings[key], types) or settings[key] <= 0):
-            raise ValueError(f"{where}: setting {key} must be a positive number, got {settings[key]!r}")
+        least = 0 if key == "reruns" else 1e-12  # reruns = 0: no re-runs
+        if key in settings and (not isinstance(settings[key], types) or settings[key] < least):
+            kind = "a number >= 0" if key == "reruns" else "a positive number"
+            raise ValueError(f"{where}: setting {key} must be {kind}, got {settings[key]!r}")
     try:
         TimerConfig.from_dict({k: v for k, v in settings.items() if k in TIMER_SETTINGS})
     except (TypeError, ValueError) as exc:

@@ -3,7 +3,9 @@ file; resumable: a case is done when a row with its case_id and this environment
 
 The processes run round-robin: pass 1 runs one process of every case, pass 2 the next (in reverse order), and
 so on, so that each case's R processes are spread over the whole sweep and its interval holds the machine's
-drift over those minutes, not only over the seconds one case takes. Finished processes are journaled
+drift over those minutes, not only over the seconds one case takes. Then re-run passes run one more process
+of each case with fewer than R uncontended processes (judged against the sweep's fastest calibration
+readings), within a budget; each row is made of its case's R least contended processes. Finished processes are journaled
 (DIR/processes/), so an interrupted sweep resumes without redoing them.
 """
 
@@ -98,6 +100,7 @@ def run_sweep(
     memory_limit_gb: float | None = None,
     threads: int | None = None,
     force: bool = False,
+    rerun_share: float | None = None,
 ):
     """Run every case of `preset` not yet measured in this environment into OUT; return their rows (DataFrame).
 
@@ -107,6 +110,8 @@ def run_sweep(
     grid: overrides, {"resolution": [14, 28]} or ["resolution=14,28"]. shard: (I, N) or "I/N", 0-based.
     retry: statuses whose cases run again (e.g. ("timeout", "error")); the newest row of a case wins.
     force: run every case again.
+    rerun_share: processes slowed by the machine (natbench.measure.repeat) are re-run after the R passes,
+    in up to this share of R extra passes (default: the preset's `reruns`, else 0.4; 0: none).
     timeout / memory_limit_gb / threads: per case, default the preset's settings (timeout: 600 s).
     Cases run in multiprocessing (forkserver) processes: in a script, call this under
     `if __name__ == "__main__":`, as for any multiprocessing code.
@@ -114,7 +119,14 @@ def run_sweep(
     import torch
 
     from natbench.env import collect, gpu_index, machine_key
-    from natbench.measure.repeat import finish, run_process
+    from natbench.measure.repeat import (
+        DEFAULT_RERUNS,
+        fastest,
+        finish,
+        needs_rerun,
+        rerun_budget,
+        run_process,
+    )
 
     unknown = set(retry) - set(results.STATUSES)
     if unknown:
@@ -136,10 +148,12 @@ def run_sweep(
     threads = threads or p.threads
     cuda = torch.cuda.is_available()
     repeats = max(1, int(p.repeats))
+    if rerun_share is None:
+        rerun_share = p.reruns if p.reruns is not None else DEFAULT_RERUNS
     journal = {} if force else results.read_processes(out)
-    processes = {s.case_id: list(journal.get((s.case_id, prints[s.case_id]), []))[:repeats] for s in todo}
+    processes = {s.case_id: list(journal.get((s.case_id, prints[s.case_id]), [])) for s in todo}
     counts: Counter[str] = Counter()
-    done_before = (len(specs) - len(todo)) * repeats + sum(len(v) for v in processes.values())
+    done_before = (len(specs) - len(todo)) * repeats + sum(min(len(v), repeats) for v in processes.values())
     bar = _progress(len(specs) * repeats, done_before, p.name, progress)
 
     def write(spec, row):
@@ -158,6 +172,9 @@ def run_sweep(
         if bar is not None:
             bar.set_postfix(dict(counts), refresh=False)
 
+    def reference():
+        return fastest([p for got in processes.values() for p in got])
+
     try:
         open_cases = []
         for spec in todo:
@@ -168,27 +185,52 @@ def run_sweep(
                 _advance(bar, repeats)
                 continue
             got = processes[spec.case_id]
-            if len(got) == repeats or (got and got[-1].get("status") != "ok"):
-                write(spec, finish(spec.to_dict(), got))  # journaled in full before an interruption
+            if len(got) >= repeats or (got and got[-1].get("status") != "ok"):
+                write(spec, finish(spec.to_dict(), got, repeats, reference()))  # journaled before a stop
             else:
                 open_cases.append(spec)
-        for n in range(repeats):
+        budget = rerun_budget(repeats, rerun_share) * len(open_cases)
+        finished: set[str] = set()
+
+        def close(spec, ref=None):
+            write(spec, finish(spec.to_dict(), processes[spec.case_id], repeats, ref))
+            finished.add(spec.case_id)
+
+        def settled(spec) -> bool:  # no re-run wanted, or none left
+            got = processes[spec.case_id]
+            return spec.kind == "pair" or budget <= 0 or not needs_rerun(got, repeats, reference())
+
+        for n in range(repeats + rerun_budget(repeats, rerun_share)):
+            rerun = n >= repeats
             for spec in open_cases if n % 2 == 0 else open_cases[::-1]:
                 got = processes[spec.case_id]
-                if len(got) > n or (got and got[-1].get("status") != "ok"):
-                    continue  # journaled by an earlier run, or already failed
-                if bar is not None:
-                    bar.set_description(f"{p.name} {n + 1}/{repeats} {spec.case_id[:36]}")
-                log = out / LOG_DIR / f"{spec.case_id}.log"
-                one = run_process(spec.to_dict(), limit, p.timing, memory, log, threads)
-                if log.is_file() and not log.stat().st_size:
-                    log.unlink()  # keep only logs that say something
-                got.append(one)
-                results.append_process(out, spec.case_id, prints[spec.case_id], one, writer)
-                failed = one.get("status") != "ok"
-                _advance(bar, 1 + (repeats - len(got) if failed else 0))
-                if failed or len(got) == repeats:
-                    write(spec, finish(spec.to_dict(), got))
+                if spec.case_id in finished or (rerun and settled(spec)):
+                    if spec.case_id not in finished:
+                        close(spec, reference())
+                    continue
+                if len(got) <= n or rerun:  # else journaled by an earlier run
+                    budget -= rerun
+                    if bar is not None:
+                        what = "re-run" if rerun else f"{n + 1}/{repeats}"
+                        bar.set_description(f"{p.name} {what} {spec.case_id[:36]}")
+                    log = out / LOG_DIR / f"{spec.case_id}.log"
+                    one = run_process(spec.to_dict(), limit, p.timing, memory, log, threads)
+                    if log.is_file() and not log.stat().st_size:
+                        log.unlink()  # keep only logs that say something
+                    got.append(one)
+                    results.append_process(out, spec.case_id, prints[spec.case_id], one, writer)
+                    if one.get("status") != "ok":
+                        if not rerun:
+                            _advance(bar, 1 + repeats - len(got))
+                        close(spec)
+                        continue
+                    if not rerun:
+                        _advance(bar, 1)
+                if n >= repeats - 1 and settled(spec):
+                    close(spec, reference())
+        for spec in open_cases:
+            if spec.case_id not in finished:
+                close(spec, reference())
     finally:
         if bar is not None:
             bar.close()

@@ -266,3 +266,21 @@ def test_run_repeated_reruns_a_slowed_process_once(monkeypatch):
     calibs = iter([0.50] * 10)  # the machine never got faster: the budget (2 of 5) ends it
     row = run_repeated({"target": "na", "device": "cpu"}, repeats=5)
     assert row["processes_run"] == 5 and row["contended_processes"] == 0  # judged against its own fastest
+
+
+def test_run_repeated_spreads_its_processes_over_the_span(monkeypatch):
+    clock = [0.0]
+    starts = []
+
+    def process(*a, **k):
+        starts.append(clock[0])
+        clock[0] += 0.5  # each process takes 0.5 s
+        return _process(0.33)
+
+    monkeypatch.setattr(repeat, "run_process", process)
+    monkeypatch.setattr(repeat.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(repeat.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    row = run_repeated({"target": "na", "device": "cpu"}, repeats=5, span=8.0)
+    assert starts == [0.0, 2.0, 4.0, 6.0, 8.0] and row["processes_run"] == 5
+    with pytest.raises(ValueError, match="span"):
+        run_repeated({"target": "na", "device": "cpu"}, repeats=2, span=-1)

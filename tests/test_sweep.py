@@ -306,6 +306,8 @@ def test_run_command_prints_one_json_row(capsys):
     assert row["env"]["python"] and row["latency_samples_ms"]
     assert cli(["run", "na", "--kernel-size", "4"]) == 2
     assert "must be odd" in capsys.readouterr().err
+    assert cli(["run", "na", "--repeats", "0"]) == 2 and "--repeats must be >= 1" in capsys.readouterr().err
+    assert cli(["run", "na", "--span", "-1"]) == 2 and "--span must be >= 0" in capsys.readouterr().err
 
 
 def test_append_row_recovers_from_a_torn_line_and_exports(tmp_path):

@@ -43,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"fresh processes to measure in (default {DEFAULT_REPEATS}): the row's interval is across them",
     )
     parser.add_argument(
+        "--span",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="spread the processes' starts over S seconds (idle between them), so that the interval holds the "
+        "machine's drift over that time, as a sweep's passes do (default 0: back to back)",
+    )
+    parser.add_argument(
         "--in-process",
         action="store_true",
         help="measure in this process (no isolation; peak memory then includes earlier work)",
@@ -60,6 +68,9 @@ def main(args: argparse.Namespace) -> int:
     timing = {"min_run_time": args.min_run_time, "l2_flush": args.l2_flush}
     if args.repeats < 1:
         print(f"natbench run: error: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
+        return 2
+    if not args.span >= 0:
+        print(f"natbench run: error: --span must be >= 0 seconds, got {args.span}", file=sys.stderr)
         return 2
     try:
         spec = CaseSpec.from_dict(data)
@@ -85,7 +96,9 @@ def main(args: argparse.Namespace) -> int:
         from natbench.measure.repeat import run_repeated
 
         resolved = spec.resolved(torch.cuda.is_available()).to_dict()
-        row = run_repeated(resolved, args.timeout, timing, threads=args.threads, repeats=args.repeats)
+        row = run_repeated(
+            resolved, args.timeout, timing, threads=args.threads, repeats=args.repeats, span=args.span
+        )
         row["env"] = collect()
     if args.json:
         print(json.dumps(row, default=str, sort_keys=True))

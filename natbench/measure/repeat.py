@@ -259,20 +259,28 @@ def run_repeated(
     threads: int | None = None,
     repeats: int = DEFAULT_REPEATS,
     reruns: int | None = None,
+    span: float = 0.0,
 ) -> dict[str, Any]:
     """The row of a case (or of a pair: spec["kind"] == "pair") from `repeats` fresh processes, back to back.
 
     `timeout` applies to each process. The first process that fails (error, oom, timeout, unsupported)
     ends the case: its row says so. Up to `reruns` more processes (default: 40 % of repeats) run while fewer
     than `repeats` are uncontended (not pairs); the row is made of the least contended `repeats`.
+    span: seconds over which the processes' starts are spread (the machine idles between them), so that the
+    interval holds the machine's drift over that time, as a sweep's round-robin passes do; 0: back to back.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     reruns = rerun_budget(repeats) if reruns is None else reruns
     if spec.get("kind") == "pair":
         reruns = 0
+    if span < 0:
+        raise ValueError(f"span must be >= 0 seconds, got {span}")
     processes = []
-    for _ in range(repeats):
+    start = time.monotonic()
+    for i in range(repeats):
+        if span and i:
+            time.sleep(max(0.0, start + span * i / (repeats - 1) - time.monotonic()))
         processes.append(run_process(spec, timeout, timing, memory_limit, log_path, threads))
         if processes[-1].get("status") != "ok":
             return finish(spec, processes)

@@ -7,6 +7,10 @@ Mann-Whitney U test (scipy.stats.mannwhitneyu) over the per-process values (`lat
 per-process values existed fall back to their within-run samples (latency), or to the threshold alone, and
 the line says so. Exit codes: 0 no regression, 1 regression(s), 2 bad input or no case comparable.
 
+Several baselines (`natbench compare MON TUE WED TODAY`, oldest first): each case's baseline pools the
+per-process values of its runs on NEW's machine and takes the median of their medians, so that the test sees
+the baseline's between-run noise; a regression (improvement) must also be beyond the worst (best) baseline run.
+
 Machine drift: every process times two calibration workloads, a matmul (`calib_process_ms`) and a copy from
 DRAM (`calib_bw_process_ms`). When the two sets' readings of one differ (Mann-Whitney U over all their
 processes at level alpha), the machine itself ran at another speed. A case's time mixes compute and memory
@@ -68,6 +72,7 @@ class CaseDelta:
     verdict: str  # regression | improvement | unchanged
     busy: bool = False  # either row was measured on a busy machine (loadavg above its CPUs)
     machine_factor: float | None = None  # NEW's times were divided by this (machine drift), if at all
+    base_runs: int = 1  # baseline runs pooled for this case
 
 
 @dataclass
@@ -260,6 +265,33 @@ def _scaled(row: dict[str, Any], factor: float) -> dict[str, Any]:
     return out
 
 
+POOLED = (
+    "latency_process_ms",
+    "peak_mem_process_bytes",
+    "latency_samples_ms",
+    "calib_process_ms",
+    "calib_bw_process_ms",
+)
+
+
+def pool(rows: list[dict[str, Any]], metric: Metric) -> dict[str, Any]:
+    """One baseline row from a case's rows in several baseline runs (oldest first): their per-process values
+    pooled, the median of their points, and each run's point (`base_points`), so that the between-run
+    noise of the baseline is in the test and in the rule that NEW must be worse than every baseline run."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if len(rows) == 1 or not ok:
+        return rows[-1]
+    out = dict(ok[-1])
+    for col in POOLED:
+        out[col] = [v for r in ok for v in _list(r.get(col))] or None
+    points = [p for p in (_number(r.get(metric.column)) for r in ok) if p is not None]
+    if points:
+        out[metric.column] = float(np.median(points))
+    out["base_points"] = points
+    out["busy"] = any(r.get("busy") is True for r in ok)
+    return out
+
+
 def judge(
     base: dict[str, Any], new: dict[str, Any], metric: Metric, threshold: float, alpha: float = ALPHA
 ) -> CaseDelta | str:
@@ -276,8 +308,20 @@ def judge(
     if not b or not n or b <= 0 or n <= 0:
         return f"no {metric.column} in {'base' if not b else 'new'}"
     ratio = n / b
-    worse = ratio > 1 + threshold if metric.higher_is_worse else ratio < 1 / (1 + threshold)
-    better = ratio < 1 / (1 + threshold) if metric.higher_is_worse else ratio > 1 + threshold
+
+    def beyond(r: float) -> tuple[bool, bool]:  # (worse, better) by more than the threshold
+        if metric.higher_is_worse:
+            return r > 1 + threshold, r < 1 / (1 + threshold)
+        return r < 1 / (1 + threshold), r > 1 + threshold
+
+    worse, better = beyond(ratio)
+    points = [p for p in base.get("base_points") or [] if p > 0]
+    if (
+        len(points) > 1
+    ):  # and beyond every baseline run: the worst for a regression, the best for an improvement
+        high, low = max(points), min(points)
+        worst, best = (high, low) if metric.higher_is_worse else (low, high)
+        worse, better = worse and beyond(n / worst)[0], better and beyond(n / best)[1]
     p = None
     if b_vals and n_vals:
         side = "greater" if metric.higher_is_worse else "less"
@@ -287,6 +331,8 @@ def judge(
         )
         kinds = {b_kind, n_kind}
         test = f"Mann-Whitney U over {' / '.join(sorted(kinds))} ({len(b_vals)} vs {len(n_vals)})"
+        if len(points) > 1:
+            test += f", pooled over {len(points)} baseline runs, beyond each"
         if kinds != {"processes"}:
             test += ": old rows without per-process values, between-run noise not measured"
         sig_worse, sig_better = p <= alpha + 1e-12, p_better <= alpha + 1e-12
@@ -296,7 +342,18 @@ def judge(
     verdict = "regression" if worse and sig_worse else "improvement" if better and sig_better else "unchanged"
     busy = any(r.get("busy") is True for r in (base, new))
     return CaseDelta(
-        new.get("case_id"), _describe(new), b, n, ratio, p, test, len(b_vals), len(n_vals), verdict, busy
+        new.get("case_id"),
+        _describe(new),
+        b,
+        n,
+        ratio,
+        p,
+        test,
+        len(b_vals),
+        len(n_vals),
+        verdict,
+        busy,
+        base_runs=max(1, len(points)),
     )
 
 
@@ -316,7 +373,10 @@ def compare(
     alpha: float = ALPHA,
     normalize: str = "auto",
 ) -> Comparison:
-    """Join two result directories on case_id and judge every case in both (pair rows are left out).
+    """Join result directories on case_id and judge every case in BASE and NEW (pair rows are left out).
+
+    base: one results directory, or several (oldest first): then each case's baseline pools its rows from the
+    runs measured on NEW's machine (see `pool`), and a change must also go beyond every baseline run.
 
     normalize: "auto" divides NEW's times by the machine's drift when a calibration workload says it
     changed significantly (see machine_drift); "off" judges raw times (memory is never normalized)."""
@@ -330,8 +390,16 @@ def compare(
         raise ValueError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
     m = METRICS[metric]
     patterns = list(filters or [])
-    base_rows = {k: v for k, v in _load(base).items() if _selected(k, v, patterns)}
+    bases = [base] if isinstance(base, (str, Path)) else list(base)
+    if not bases:
+        raise ValueError("compare needs at least one baseline results directory")
+    base_sets = [{k: v for k, v in _load(b).items() if _selected(k, v, patterns)} for b in bases]
     new_rows = {k: v for k, v in _load(new).items() if _selected(k, v, patterns)}
+    base_rows = {}
+    for case_id in sorted(set().union(*base_sets)):
+        rows = [s[case_id] for s in base_sets if case_id in s]
+        same = [r for r in rows if case_id not in new_rows or not machine_mismatch(r, new_rows[case_id])]
+        base_rows[case_id] = pool(same or rows[-1:], m)
     if patterns and not base_rows and not new_rows:
         raise ValueError(f"--filter {' '.join(patterns)} matches no case in either result set")
     drift = machine_drift(base_rows, new_rows, alpha)
@@ -361,7 +429,7 @@ def compare(
         else:
             cases.append(got)
     return Comparison(
-        str(base),
+        ", ".join(str(b) for b in bases),
         str(new),
         metric,
         threshold,
@@ -432,7 +500,12 @@ def format_text(result: Comparison) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("base", help="baseline results directory")
+    parser.add_argument(
+        "base",
+        nargs="+",
+        help="baseline results directory; several (oldest first) pool their runs, so that the baseline's "
+        "between-run noise is measured",
+    )
     parser.add_argument("new", help="results directory to check against the baseline")
     parser.add_argument(
         "--threshold",
@@ -463,7 +536,7 @@ def main(args: argparse.Namespace) -> int:
     """0: no regression; 1: regression(s); 2: bad input or nothing comparable (reasons printed)."""
     try:
         result = compare(
-            args.base,
+            args.base[0] if isinstance(args.base, list) and len(args.base) == 1 else args.base,
             args.new,
             args.threshold,
             args.metric,

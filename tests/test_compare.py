@@ -235,3 +235,29 @@ def test_no_calibration_values_no_drift_correction(tmp_path):
     base = write(tmp_path / "base", [row("a", noisy(10))])
     new = write(tmp_path / "new", [row("a", noisy(10))])
     assert compare(base, new).drift is None
+
+
+def test_several_baselines_pool_their_runs_and_a_change_must_beat_each(tmp_path, capsys):
+    def exact(ms):
+        return [ms * f for f in (0.99, 0.995, 1.0, 1.005, 1.01)]
+
+    monday = write(tmp_path / "mon", [row("a", exact(10.0)), row("b", exact(10.0))])
+    tuesday = write(tmp_path / "tue", [row("a", exact(11.5)), row("b", exact(10.0))])
+    other = write(tmp_path / "other", [row("a", exact(5.0), device_name="CPU Y"), row("b", exact(10.0))])
+    today = write(tmp_path / "today", [row("a", exact(11.2)), row("b", exact(13.0))])
+    # against Monday alone, a is 12 % slower; Tuesday's run was slower still: between-run noise, not a regression
+    assert [c.case_id for c in compare(monday, today).regressions] == ["a", "b"]
+    pooled = compare([monday, tuesday], today)
+    assert [c.case_id for c in pooled.regressions] == ["b"]
+    a = next(c for c in pooled.cases if c.case_id == "a")
+    assert a.base_runs == 2 and a.base_n == 10 and a.base == pytest.approx(10.75) and a.verdict == "unchanged"
+    assert "pooled over 2 baseline runs" in a.test
+    # a baseline run from another machine is left out of the pool, not averaged in
+    mixed = compare([other, monday], today)
+    a = next(c for c in mixed.cases if c.case_id == "a")
+    assert a.base_runs == 1 and a.base == pytest.approx(10.0)
+    assert cli_main(["compare", str(monday), str(tuesday), str(today)]) == 1
+    out = capsys.readouterr().out
+    assert f"base: {monday}, {tuesday}" in out and "regression" in out
+    with pytest.raises(ValueError, match="at least one baseline"):
+        compare([], today)

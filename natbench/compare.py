@@ -242,7 +242,8 @@ def machine_drift(base_rows, new_rows, alpha: float = ALPHA) -> dict[str, Any] |
         factors.append(memory["factor"] if memory["significant"] else 1.0)
     significant = compute["significant"] or bool(memory and memory["significant"])
     return {
-        **compute,
+        **compute,  # the matmul's factor, p_value, base_n, new_n at the top level, as rows before the copy
+        "compute": compute,
         "memory": memory,
         "significant": significant,
         "low": min(factors),
@@ -303,6 +304,9 @@ def judge(
     machine = machine_mismatch(base, new)
     if machine:
         return "measured on different machines: " + ", ".join(machine)
+    methods = [r.get("memory_method") for r in (base, new)]
+    if metric.name == "memory" and not any(_missing(m) for m in methods) and methods[0] != methods[1]:
+        return f"peak memory read differently: base {methods[0]!r}, new {methods[1]!r}"
     b, b_vals, b_kind = _values(base, metric)
     n, n_vals, n_kind = _values(new, metric)
     if not b or not n or b <= 0 or n <= 0:

@@ -42,8 +42,6 @@ COLUMNS: dict[str, str] = {
     "latency_min_ms": "fastest sample (same caveat)",
     "latency_samples_ms": "every timing sample (list)",
     "peak_mem_bytes": "peak memory of the case above the process's baseline: allocator bytes (CUDA and CPU)",
-    "peak_rss_bytes": "CPU: the RSS the case added (built + high-water mark of the call), median over processes; "
-    "an upper bound of peak_mem_bytes that includes allocator overhead and moves between runs",
     "flops": "analytic FLOPs of one call",
     "macs": "analytic multiply-accumulates of one call",
     "params": "parameters (models)",
@@ -75,13 +73,15 @@ COLUMNS: dict[str, str] = {
     "calib_ms": "median ms of the calibration workload (a 256x256 matmul, timed as the runtime is primed and "
     "again after the timed calls; the slower reading) over the case's processes: the machine's speed then",
     "calib_process_ms": "the calibration workload's ms in each process (list)",
-    "calib_bw_ms": "median ms of the memory calibration (a 24 MiB copy from DRAM, read after the prime) "
+    "calib_bw_ms": "median ms of the memory calibration (a 24 MiB copy from DRAM, read after the prime; CPU only) "
     "across processes",
     "calib_bw_process_ms": "the memory calibration's ms in each process (list)",
     "processes_run": "fresh processes the case ran: repeats, plus re-runs of processes slowed by the machine",
-    "contended_processes": "processes whose calibration ran over 10 % slower than the sweep's fastest "
-    "(slowed by other work on the machine); re-run while the budget lasts, and left out of the median when "
-    "enough others remain",
+    "contended_processes": "processes whose matmul calibration read over 10 % slower than the fastest on this "
+    "device in the sweep when the row was written (slowed by other work on the machine): re-run up to the "
+    "case's share; the row is made of the `repeats` least contended processes",
+    "rerun_failures": "re-runs that failed (left out: the case's first `repeats` processes had succeeded)",
+    "latency_dropped_process_ms": "per-process medians of the processes left out of the row (the most contended)",
     "load_before": "1-min load average just before the case's first process",
     "load_after": "1-min load average just after the case's last process",
     "busy": "the load average before or after one of the case's processes was above the CPUs it may use: "

@@ -203,7 +203,7 @@ def test_machine_drift_seen_by_the_calibration_workload_is_divided_out(tmp_path,
 def test_memory_bound_drift_seen_by_the_copy_calibration_excuses_up_to_its_factor(tmp_path, capsys):
     def rows(copy_scale, slow_case=1.0):
         # matmul unchanged; the DRAM copy (and the memory-bound case "m") slower by copy_scale
-        calib = {"calib_process_ms": noisy(0.3)}
+        calib = {"calib_process_ms": [0.297, 0.299, 0.3, 0.301, 0.303]}  # the matmul did not move
         out = [row("c", noisy(10), calib_bw_process_ms=noisy(2.0 * copy_scale), **calib)]
         out.append(
             row("m", noisy(10 * copy_scale * slow_case), calib_bw_process_ms=noisy(2.0 * copy_scale), **calib)
@@ -261,3 +261,18 @@ def test_several_baselines_pool_their_runs_and_a_change_must_beat_each(tmp_path,
     assert f"base: {monday}, {tuesday}" in out and "regression" in out
     with pytest.raises(ValueError, match="at least one baseline"):
         compare([], today)
+
+
+def test_memory_read_two_ways_is_not_compared(tmp_path):
+    mib = 2**20
+    rss = {"peak_mem_bytes": 120 * mib, "peak_mem_process_bytes": [120 * mib] * 3, "memory_method": "rss"}
+    alloc = {
+        "peak_mem_bytes": 100 * mib,
+        "peak_mem_process_bytes": [100 * mib] * 3,
+        "memory_method": "cpu allocated",
+    }
+    base = write(tmp_path / "base", [row("a", noisy(10), **rss)])
+    new = write(tmp_path / "new", [row("a", noisy(10), **alloc)])
+    result = compare(base, new, metric="memory")
+    assert result.exit_code == 2 and "read differently" in result.not_comparable[0]["reason"]
+    assert compare(base, new).exit_code == 0  # latency still compares

@@ -308,6 +308,7 @@ def test_run_command_prints_one_json_row(capsys):
     assert "must be odd" in capsys.readouterr().err
     assert cli(["run", "na", "--repeats", "0"]) == 2 and "--repeats must be >= 1" in capsys.readouterr().err
     assert cli(["run", "na", "--span", "-1"]) == 2 and "--span must be >= 0" in capsys.readouterr().err
+    assert cli(["run", "na", "--span", "inf"]) == 2 and "finite" in capsys.readouterr().err
 
 
 def test_append_row_recovers_from_a_torn_line_and_exports(tmp_path):
@@ -552,10 +553,16 @@ def test_a_sweep_reruns_processes_the_machine_slowed_within_its_budget(tmp_path,
         tmp_path / "rerun.toml", '[[grid]]\ntarget = ["rr2:a", "rr2:b", "rr2:c"]', repeats=3, reruns=0.67
     )
     frame = run_sweep(preset, tmp_path / "out", progress=False).set_index("target")
-    # a: never slowed, no re-run; b: 2 slowed of 3, two re-runs; c: always slowed, re-runs until the budget
-    # (2 per case over the sweep: 6) is spent
+    # a: never slowed, no re-run; b: 2 slowed of 3, two re-runs; c: always slowed, re-runs until its share
+    # (0.67 of 3 repeats: 2 re-runs) is spent
     assert calls.count("a") == 3 and calls.count("b") == 5 and calls.count("c") == 5
     assert list(frame["processes_run"]) == [3, 5, 5]
     assert list(frame["contended_processes"]) == [0, 2, 5]
     assert frame.loc["rr2:b", "latency_process_ms"] == pytest.approx([3.3, 3.3, 3.3])  # the quiet ones
     assert frame.loc["rr2:c", "repeats"] == 3
+
+
+def test_preset_reruns_is_a_share_of_repeats(tmp_path):
+    with pytest.raises(ValueError, match="share of repeats"):
+        load_preset(write_preset(tmp_path / "r.toml", '[[grid]]\ntarget = "na"', reruns=2))
+    assert load_preset(write_preset(tmp_path / "z.toml", '[[grid]]\ntarget = "na"', reruns=0)).reruns == 0

@@ -298,7 +298,12 @@ def prepare(spec: CaseSpec, memory: PeakMemory | None = None) -> tuple[Prepared,
     _import_for(spec)
     if memory is not None:
         memory.baseline()
-    prepared = BUILDERS[spec.kind](spec, device, dtype)
+    try:
+        prepared = BUILDERS[spec.kind](spec, device, dtype)
+    except BaseException:
+        if memory is not None:
+            memory.close()
+        raise
     if memory is not None:
         memory.built()
     return prepared, device
@@ -316,8 +321,12 @@ def _measure(spec: CaseSpec, config: TimerConfig, with_memory: bool = True) -> d
         if with_memory:
             prepared.before_peak()
             memory.reset_peak()
-            prepared.fn()
-            synchronize(device)
+            try:
+                prepared.fn()
+                synchronize(device)
+            except BaseException:
+                memory.close()
+                raise
             peak = memory.peak_increase()
     info = prepared.info
     macs = info.get("macs")
@@ -335,7 +344,6 @@ def _measure(spec: CaseSpec, config: TimerConfig, with_memory: bool = True) -> d
         "calib_ms": slower(calib, calib_after),
         "calib_bw_ms": calib_bw,
         "peak_mem_bytes": peak,
-        "peak_rss_bytes": memory.rss,
         "memory_method": memory.method if with_memory else None,
         "macs": macs,
         "flops": 2 * macs if macs is not None else None,

@@ -69,8 +69,10 @@ def main(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         print(f"natbench run: error: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
         return 2
-    if not args.span >= 0:
-        print(f"natbench run: error: --span must be >= 0 seconds, got {args.span}", file=sys.stderr)
+    if not 0 <= args.span < float("inf"):
+        print(
+            f"natbench run: error: --span must be >= 0 seconds and finite, got {args.span}", file=sys.stderr
+        )
         return 2
     try:
         spec = CaseSpec.from_dict(data)
@@ -130,7 +132,6 @@ def format_row(row: dict) -> str:
         "peak_mem_ci_low_bytes",
         "peak_mem_ci_high_bytes",
         "memory_method",
-        "peak_rss_bytes",
         "calib_ms",
         "calib_bw_ms",
         "load_before",
@@ -146,7 +147,7 @@ def format_row(row: dict) -> str:
         value = row.get(key)
         if value is None:
             continue
-        if key.startswith(("peak_mem", "peak_rss")):
+        if key.startswith("peak_mem"):
             value = f"{value / 2**20:.1f} MiB"
         elif isinstance(value, list):
             value = "[" + ", ".join(f"{v:.4g}" for v in value) + "]"

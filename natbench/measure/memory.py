@@ -19,9 +19,8 @@ allocation and free with its size; only the build and the measured call run unde
 warm-up the call's temporaries land in a heap whose free pages and fragmentation depend on how many calls
 ran, so the RSS a call adds moved by up to 25 % between processes and in streaks over minutes (tiled NA
 112x112: 12.8-16.0 MiB for the same 11.2 MiB of tensors), while allocator bytes are the same in every process.
-The RSS high-water mark of the call is kept beside it (`peak_rss_bytes`: built + VmHWM of the call after
-malloc_trim and a reset through /proc/self/clear_refs), an upper bound that includes allocator overhead.
-Allocations that bypass torch's allocator (a BLAS library's own buffers) are in that column only.
+Not counted on CPU: allocations that bypass torch's allocator (a BLAS library's own buffers). Under a torch
+profiler the caller already runs, CPU memory is not measured (None; tracing would switch the caller's off).
 """
 
 from __future__ import annotations
@@ -32,45 +31,6 @@ import resource
 import sys
 
 import torch
-
-_STATUS = "/proc/self/status"
-
-
-def current_rss() -> int:
-    import psutil
-
-    return psutil.Process().memory_info().rss
-
-
-def _vm_hwm() -> int | None:
-    try:
-        with open(_STATUS) as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # 5: reset the peak RSS (Linux >= 4.0)
-        return _vm_hwm() is not None
-    except OSError:
-        return False
-
-
-def _malloc_trim() -> None:
-    """Give freed heap pages back to the OS (glibc), so that the measured call's reuse of memory freed during
-    warm-up shows up as RSS growth again."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _prime_cpu_runtime() -> None:
@@ -83,8 +43,17 @@ def _prime_cpu_runtime() -> None:
 def _quiet_stderr():
     """Kineto writes a line to the process's stderr (fd 2) on every profiler start and stop."""
     sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2: nothing to keep quiet
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        os.close(saved)
+        yield
+        return
     try:
         os.dup2(devnull, 2)
         yield
@@ -119,50 +88,50 @@ class AllocationTrace:
             if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
         ]
         held = peak = 0
-        for _, nbytes in sorted(events):
+        for _, nbytes in sorted(events, key=lambda e: e[0]):  # stable: equal times keep the recorded order
             held += nbytes
             peak = max(peak, held)
         self.held, self.peak = held, peak
 
 
+def _profiling() -> bool:
+    """A torch profiler is already running (the caller's): tracing would switch it off."""
+    return bool(torch.autograd._profiler_enabled())
+
+
 class PeakMemory:
     """baseline() before inputs exist, built() after, reset_peak() after warm-up, peak_increase() after
-    the measured call; `rss` holds the CPU RSS reading of the same call (None on CUDA)."""
+    the measured call (None on CPU when a torch profiler was already running); close() after an error."""
 
     def __init__(self, device: torch.device | str, stats=None):
         """stats: the GPU memory-stats source (synchronize, reset_peak_memory_stats, memory_allocated,
         max_memory_allocated, each taking the device); torch.cuda by default, a stand-in in CPU tests."""
         self.device = torch.device(device)
         self.base = self._built = self._before_call = 0
-        self._rss_base = self._rss_built = 0
-        self._hwm_reset = False
         self._trace: AllocationTrace | None = None
         self._built_bytes = 0
-        self.rss: int | None = None
+        self._traced = True
         self._gpu = stats if stats is not None else (torch.cuda if self.device.type == "cuda" else None)
 
     def baseline(self) -> None:
         if self._gpu is not None:
             self._gpu.synchronize(self.device)
             self._gpu.reset_peak_memory_stats(self.device)
-            self.base = self._gpu.memory_allocated(self.device)
-            self._hwm_reset = True
-            self._built = self.base
+            self.base = self._built = self._gpu.memory_allocated(self.device)
             return
         _prime_cpu_runtime()
-        self._rss_base = self._rss_built = current_rss()
-        self._trace = AllocationTrace().__enter__()
+        self._traced = not _profiling()
+        if self._traced:
+            self._trace = AllocationTrace().__enter__()
 
     def built(self) -> None:
         if self._gpu is not None:
             self._gpu.synchronize(self.device)
             self._built = self._gpu.memory_allocated(self.device)
             return
-        self._rss_built = current_rss()
         if self._trace is not None:
             self._trace.__exit__(None, None, None)
-            self._built_bytes = self._trace.held
-            self._trace = None
+            self._built_bytes, self._trace = self._trace.held, None
 
     def reset_peak(self) -> None:
         if self._gpu is not None:
@@ -170,27 +139,32 @@ class PeakMemory:
             self._gpu.reset_peak_memory_stats(self.device)
             self._before_call = self._gpu.memory_allocated(self.device)
             return
-        _malloc_trim()
-        self._hwm_reset = _reset_hwm()
-        self._before_call = current_rss()
-        self._trace = AllocationTrace().__enter__()
+        if self._traced:
+            self._trace = AllocationTrace().__enter__()
 
-    def peak_increase(self) -> int:
+    def peak_increase(self) -> int | None:
         if self._gpu is not None:
             self._gpu.synchronize(self.device)
             hwm = self._gpu.max_memory_allocated(self.device)
             return max(0, self._built - self.base) + max(0, hwm - self._before_call)
+        if self._trace is None:
+            return None
         self._trace.__exit__(None, None, None)
         call, self._trace = self._trace.peak, None
-        hwm = _vm_hwm() if self._hwm_reset else None
-        built_rss = max(0, self._rss_built - self._rss_base)
-        self.rss = built_rss + max(0, hwm - self._before_call) if hwm is not None else None
         return max(0, self._built_bytes) + max(0, call)
+
+    def close(self) -> None:
+        """Stop a trace left open by an error, so that the process does not go on profiling."""
+        if self._trace is not None:
+            self._trace.__exit__(None, None, None)
+            self._trace = None
 
     @property
     def method(self) -> str:
         if self._gpu is not None:
             return "cuda allocated: built + max_memory_allocated of one call"
+        if not self._traced:
+            return "not measured: a torch profiler was already running"
         return "cpu allocated: built + peak of one call (torch allocation events)"
 
 

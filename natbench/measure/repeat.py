@@ -4,8 +4,10 @@ Each process is a full start: build, prime (a timed calibration workload), warm-
 then the peak-memory pass. `run_process` runs one; `combine` makes the case's row from its processes: one
 median per process (`latency_process_ms`), their median with a 95 % bootstrap interval over processes
 (natbench.measure.stats), so the noise between processes and minutes is in the interval. `run_repeated` runs
-a case's R processes back to back; a sweep (natbench.sweep.runner) runs them round-robin over its cases, so
-that each case's processes span the sweep's minutes. Pairs (natbench.measure.pair) go the same way.
+a case's R processes one after the other (spread over `span` seconds if asked), then re-runs the ones the
+machine slowed; a sweep (natbench.sweep.runner) runs them round-robin over its cases, so that each case's
+processes span the sweep's minutes. Pairs (natbench.measure.pair) go the same way, without re-runs.
+The interval is conditional on that selection: processes left out are kept in `latency_dropped_process_ms`.
 """
 
 from __future__ import annotations
@@ -129,15 +131,17 @@ def select(
     processes: list[dict[str, Any]], repeats: int, reference: dict[str, float]
 ) -> list[dict[str, Any]]:
     """The `repeats` least contended processes, in the order they ran (uncontended ones count as equal)."""
-    rank = sorted(
-        range(len(processes)),
-        key=lambda i: (contended(processes[i], reference), slowdown(processes[i], reference), i),
-    )
+
+    def key(i: int):
+        busy = contended(processes[i], reference)
+        return busy, slowdown(processes[i], reference) if busy else 0.0, i
+
+    rank = sorted(range(len(processes)), key=key)
     return [processes[i] for i in sorted(rank[:repeats])]
 
 
 def rerun_budget(repeats: int, share: float = DEFAULT_RERUNS) -> int:
-    return int(repeats * share) if repeats > 1 else 0
+    return int(repeats * share + 1e-9) if repeats > 1 else 0
 
 
 def needs_rerun(processes: list[dict[str, Any]], repeats: int, reference: dict[str, float]) -> bool:
@@ -173,6 +177,10 @@ def finish(
             timestamp=_now(),
         )
         return row
+    run = processes
+    if repeats and len(processes) > repeats and all(r.get("status") == "ok" for r in processes[:repeats]):
+        # a re-run that failed does not undo the R good processes before it: it is left out and counted
+        processes = [r for i, r in enumerate(processes) if i < repeats or r.get("status") == "ok"]
     reference = reference if reference is not None else fastest(processes)
     failed = any(r.get("status") != "ok" for r in processes)
     used = processes if failed else select(processes, repeats or len(processes), reference)
@@ -182,8 +190,14 @@ def finish(
         last,
     )
     row["busy"] = is_busy(peak_load, None)
-    row["processes_run"] = len(processes)
+    row["duration_s"] = round(sum(r.get("duration_s") or 0 for r in run), 3)
+    row["processes_run"] = len(run)
+    row["rerun_failures"] = len(run) - len(processes)
     row["contended_processes"] = sum(contended(r, reference) for r in processes if r.get("status") == "ok")
+    dropped = [r for r in processes if not any(r is u for u in used)]
+    row["latency_dropped_process_ms"] = [
+        float(r["latency_ms"]) for r in dropped if r.get("latency_ms") is not None
+    ]
     if row.get("status") == "ok" and row.get("kind") == "model" and row.get("macs") is None:
         from natbench.measure.case import add_model_macs
         from natbench.measure.spec import CaseSpec
@@ -243,8 +257,6 @@ def combine(rows: list[dict[str, Any]], load_before, load_after) -> dict[str, An
             peak_mem_ci_high_bytes=int(math.ceil(phigh)),
             peak_mem_process_bytes=[int(p) for p in peaks],
         )
-    rss = [r["peak_rss_bytes"] for r in ok if r.get("peak_rss_bytes") is not None]
-    row["peak_rss_bytes"] = int(np.median(rss)) if rss else None
     if row.get("throughput") is not None and row.get("batch"):
         row["throughput"] = row["batch"] / (med / 1e3)
     return row
@@ -261,11 +273,12 @@ def run_repeated(
     reruns: int | None = None,
     span: float = 0.0,
 ) -> dict[str, Any]:
-    """The row of a case (or of a pair: spec["kind"] == "pair") from `repeats` fresh processes, back to back.
+    """The row of a case (or of a pair: spec["kind"] == "pair") from `repeats` fresh processes, one after another.
 
     `timeout` applies to each process. The first process that fails (error, oom, timeout, unsupported)
     ends the case: its row says so. Up to `reruns` more processes (default: 40 % of repeats) run while fewer
-    than `repeats` are uncontended (not pairs); the row is made of the least contended `repeats`.
+    than `repeats` are uncontended (not pairs); the row is made of the least contended `repeats`. A re-run
+    that fails ends the re-runs and is left out (`rerun_failures`).
     span: seconds over which the processes' starts are spread (the machine idles between them), so that the
     interval holds the machine's drift over that time, as a sweep's round-robin passes do; 0: back to back.
     """
@@ -274,8 +287,8 @@ def run_repeated(
     reruns = rerun_budget(repeats) if reruns is None else reruns
     if spec.get("kind") == "pair":
         reruns = 0
-    if span < 0:
-        raise ValueError(f"span must be >= 0 seconds, got {span}")
+    if not 0 <= span < float("inf"):
+        raise ValueError(f"span must be >= 0 seconds and finite, got {span}")
     processes = []
     start = time.monotonic()
     for i in range(repeats):

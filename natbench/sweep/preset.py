@@ -132,10 +132,11 @@ def parse_preset(data: dict[str, Any], name: str, source: str = "") -> Preset:
     if bad:
         raise ValueError(f"{where}: unknown setting(s) {bad}; valid settings: {', '.join(valid_settings)}")
     for key, types in RUN_SETTINGS.items():
-        least = 0 if key == "reruns" else 1e-12  # reruns = 0: no re-runs
-        if key in settings and (not isinstance(settings[key], types) or settings[key] < least):
-            kind = "a number >= 0" if key == "reruns" else "a positive number"
-            raise ValueError(f"{where}: setting {key} must be {kind}, got {settings[key]!r}")
+        least, most = (0, 1) if key == "reruns" else (1e-12, float("inf"))  # reruns: a share of repeats
+        value = settings.get(key)
+        if key in settings and (not isinstance(value, types) or not least <= value <= most):
+            kind = "a share of repeats from 0 to 1" if key == "reruns" else "a positive number"
+            raise ValueError(f"{where}: setting {key} must be {kind}, got {value!r}")
     try:
         TimerConfig.from_dict({k: v for k, v in settings.items() if k in TIMER_SETTINGS})
     except (TypeError, ValueError) as exc:

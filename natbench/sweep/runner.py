@@ -4,8 +4,9 @@ file; resumable: a case is done when a row with its case_id and this environment
 The processes run round-robin: pass 1 runs one process of every case, pass 2 the next (in reverse order), and
 so on, so that each case's R processes are spread over the whole sweep and its interval holds the machine's
 drift over those minutes, not only over the seconds one case takes. Then re-run passes run one more process
-of each case with fewer than R uncontended processes (judged against the sweep's fastest calibration
-readings), within a budget; each row is made of its case's R least contended processes. Finished processes are journaled
+of each case with fewer than R uncontended processes (judged against the fastest calibration readings of the
+sweep's case processes on that device), up to the case's share of R; each row is made of its case's R least
+contended processes. Finished processes are journaled
 (DIR/processes/), so an interrupted sweep resumes without redoing them.
 """
 
@@ -172,8 +173,18 @@ def run_sweep(
         if bar is not None:
             bar.set_postfix(dict(counts), refresh=False)
 
-    def reference():
-        return fastest([p for got in processes.values() for p in got])
+    kinds = {s.case_id: (s.kind, s.device) for s in todo}
+
+    def reference(device: str) -> dict:
+        """The fastest calibration readings of this device's case processes so far (not pairs': read once)."""
+        return fastest(
+            [
+                p
+                for c, got in processes.items()
+                if kinds[c][0] != "pair" and kinds[c][1] == device
+                for p in got
+            ]
+        )
 
     try:
         open_cases = []
@@ -186,19 +197,22 @@ def run_sweep(
                 continue
             got = processes[spec.case_id]
             if len(got) >= repeats or (got and got[-1].get("status") != "ok"):
-                write(spec, finish(spec.to_dict(), got, repeats, reference()))  # journaled before a stop
+                write(
+                    spec, finish(spec.to_dict(), got, repeats, reference(spec.device))
+                )  # journaled before a stop
             else:
                 open_cases.append(spec)
-        budget = rerun_budget(repeats, rerun_share) * len(open_cases)
         finished: set[str] = set()
 
-        def close(spec, ref=None):
-            write(spec, finish(spec.to_dict(), processes[spec.case_id], repeats, ref))
+        def close(spec):
+            write(spec, finish(spec.to_dict(), processes[spec.case_id], repeats, reference(spec.device)))
             finished.add(spec.case_id)
 
-        def settled(spec) -> bool:  # no re-run wanted, or none left
+        def settled(
+            spec,
+        ) -> bool:  # no re-run wanted (each case may re-run up to its share of R: one per pass)
             got = processes[spec.case_id]
-            return spec.kind == "pair" or budget <= 0 or not needs_rerun(got, repeats, reference())
+            return spec.kind == "pair" or not needs_rerun(got, repeats, reference(spec.device))
 
         for n in range(repeats + rerun_budget(repeats, rerun_share)):
             rerun = n >= repeats
@@ -206,10 +220,9 @@ def run_sweep(
                 got = processes[spec.case_id]
                 if spec.case_id in finished or (rerun and settled(spec)):
                     if spec.case_id not in finished:
-                        close(spec, reference())
+                        close(spec)
                     continue
                 if len(got) <= n or rerun:  # else journaled by an earlier run
-                    budget -= rerun
                     if bar is not None:
                         what = "re-run" if rerun else f"{n + 1}/{repeats}"
                         bar.set_description(f"{p.name} {what} {spec.case_id[:36]}")
@@ -227,10 +240,10 @@ def run_sweep(
                     if not rerun:
                         _advance(bar, 1)
                 if n >= repeats - 1 and settled(spec):
-                    close(spec, reference())
+                    close(spec)
         for spec in open_cases:
             if spec.case_id not in finished:
-                close(spec, reference())
+                close(spec)
     finally:
         if bar is not None:
             bar.close()

@@ -306,6 +306,8 @@ def judge(
         return "measured on different machines: " + ", ".join(machine)
     methods = [r.get("memory_method") for r in (base, new)]
     if metric.name == "memory" and not any(_missing(m) for m in methods) and methods[0] != methods[1]:
+        if any(str(m).startswith("not measured") for m in methods):
+            return f"peak memory not measured: base {methods[0]!r}, new {methods[1]!r}"
         return f"peak memory read differently: base {methods[0]!r}, new {methods[1]!r}"
     b, b_vals, b_kind = _values(base, metric)
     n, n_vals, n_kind = _values(new, metric)
@@ -402,7 +404,10 @@ def compare(
     base_rows = {}
     for case_id in sorted(set().union(*base_sets)):
         rows = [s[case_id] for s in base_sets if case_id in s]
-        same = [r for r in rows if case_id not in new_rows or not machine_mismatch(r, new_rows[case_id])]
+        n = new_rows.get(case_id)
+        same = [r for r in rows if n is None or not machine_mismatch(r, n)]
+        if m.name == "memory" and n is not None:  # memory read another way is not pooled in
+            same = [r for r in same if r.get("memory_method") == n.get("memory_method")]
         base_rows[case_id] = pool(same or rows[-1:], m)
     if patterns and not base_rows and not new_rows:
         raise ValueError(f"--filter {' '.join(patterns)} matches no case in either result set")

@@ -41,7 +41,8 @@ COLUMNS: dict[str, str] = {
     "latency_iqr_ms": "interquartile range of the timing samples (on CPU a sample is the mean of calls_per_sample calls)",
     "latency_min_ms": "fastest sample (same caveat)",
     "latency_samples_ms": "every timing sample (list)",
-    "peak_mem_bytes": "peak memory of the case above the process's baseline: allocator bytes (CUDA and CPU)",
+    "peak_mem_bytes": "peak memory of the case above the process's baseline: allocator bytes (CUDA and CPU); "
+    "None when not measured (memory_method says why)",
     "flops": "analytic FLOPs of one call",
     "macs": "analytic multiply-accumulates of one call",
     "params": "parameters (models)",
@@ -60,7 +61,8 @@ COLUMNS: dict[str, str] = {
     "drop_rpb": "NAT/DiNAT model run without its RPB (natten's fused kernels have none)",
     "calls_per_sample": "calls averaged in each timing sample (1 with CUDA events)",
     "timer": "how latency was timed (timeit blocks, torch.utils.benchmark adaptive_autorange, cuda-events, +l2-flush)",
-    "memory_method": "how peak_mem_bytes was read (CUDA: max_memory_allocated; CPU: torch's allocation events; see natbench.measure.memory)",
+    "memory_method": "how peak_mem_bytes was read (CUDA: max_memory_allocated; CPU: torch's allocation events; "
+    "'not measured: ...' under a torch profiler the caller runs; see natbench.measure.memory)",
     "threads": "torch intra-op threads the case ran with",
     "duration_s": "wall seconds of the whole case (process start to result; all its processes)",
     "repeats": "fresh processes the case was measured in (each a full warm-up + timing + memory pass)",

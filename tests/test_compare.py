@@ -214,6 +214,7 @@ def test_memory_bound_drift_seen_by_the_copy_calibration_excuses_up_to_its_facto
     slower = write(tmp_path / "slower", rows(1.3))
     result = compare(base, slower)
     assert result.drift["memory"]["significant"] and not result.drift["p_value"] <= 0.05
+    assert result.drift["compute"]["factor"] == result.drift["factor"]
     assert result.drift["low"] == 1.0 and result.drift["high"] == pytest.approx(1.3, rel=0.05)
     assert result.exit_code == 0  # the copy slowed as much: not a regression
     assert compare(base, slower, normalize="off").exit_code == 1
@@ -276,3 +277,10 @@ def test_memory_read_two_ways_is_not_compared(tmp_path):
     result = compare(base, new, metric="memory")
     assert result.exit_code == 2 and "read differently" in result.not_comparable[0]["reason"]
     assert compare(base, new).exit_code == 0  # latency still compares
+    # with several baselines, one read the other way is left out of the pool, whatever the order
+    also = write(tmp_path / "also", [row("a", noisy(10), **alloc)])
+    grown = {**alloc, "peak_mem_bytes": 130 * mib, "peak_mem_process_bytes": [130 * mib] * 3}
+    newer = write(tmp_path / "newer", [row("a", noisy(10), **grown)])
+    for bases in ([base, also], [also, base]):
+        (case,) = compare(bases, newer, metric="memory").cases
+        assert case.verdict == "regression" and case.base_runs == 1 and case.ratio == pytest.approx(1.3)

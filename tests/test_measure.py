@@ -286,3 +286,35 @@ def test_cpu_peak_memory_leaves_a_running_profiler_alone_and_stops_its_own_on_er
     mem.baseline()
     mem.close()  # what prepare() does when the builder raises
     assert not torch.autograd._profiler_enabled()
+
+
+def test_a_case_that_raises_leaves_no_profiler_running(tmp_path, monkeypatch):
+    (tmp_path / "raising_cases.py").write_text(
+        "import torch\n"
+        "def build_fails(spec, device, dtype):\n"
+        "    raise RuntimeError('no build')\n"
+        "def call_fails(spec, device, dtype):\n"
+        "    def fn():\n"
+        "        if torch.autograd._profiler_enabled():  # only the traced memory call raises\n"
+        "            raise RuntimeError('no call')\n"
+        "        return torch.ones(4)\n"
+        "    return fn\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    once = {
+        "min_run_time": 0.001,
+        "warmup": 0.0,
+        "min_warmup_calls": 1,
+        "min_samples": 1,
+        "max_run_time": 0.001,
+    }
+    for target in ("raising_cases:build_fails", "raising_cases:call_fails"):
+        row = measure_case({"target": target, "device": "cpu"}, once, with_env=False)
+        assert row["status"] == "error" and ("no build" in row["error"] or "no call" in row["error"]), row
+        assert not torch.autograd._profiler_enabled(), target
+
+
+def test_copy_calibration_is_cpu_only():
+    from natbench.measure.timer import copy_calibration
+
+    assert copy_calibration("meta") is None and copy_calibration("cpu", copies=1) > 0

@@ -560,9 +560,22 @@ def test_a_sweep_reruns_processes_the_machine_slowed_within_its_budget(tmp_path,
     assert list(frame["contended_processes"]) == [0, 2, 5]
     assert frame.loc["rr2:b", "latency_process_ms"] == pytest.approx([3.3, 3.3, 3.3])  # the quiet ones
     assert frame.loc["rr2:c", "repeats"] == 3
+    # A sweep stopped after b's three processes were journaled resumes with b's re-runs, not without them.
+    calls.clear()
+    first = frame.loc["rr2:b"]
+    out = tmp_path / "resumed"
+    for calib in (0.33, 0.50, 0.50):
+        one = {"status": "ok", "latency_ms": 10 * calib, "latency_samples_ms": [1.0], "calib_ms": calib}
+        results.append_process(out, first["case_id"], first["fingerprint"], one, "dead-writer")
+    resumed = run_sweep(preset, out, progress=False).set_index("target")
+    assert calls.count("b") == 2 and resumed.loc["rr2:b", "processes_run"] == 5
+    with pytest.raises(ValueError, match="rerun_share"):
+        run_sweep(preset, tmp_path / "bad", progress=False, rerun_share=-1)
 
 
 def test_preset_reruns_is_a_share_of_repeats(tmp_path):
     with pytest.raises(ValueError, match="share of repeats"):
         load_preset(write_preset(tmp_path / "r.toml", '[[grid]]\ntarget = "na"', reruns=2))
     assert load_preset(write_preset(tmp_path / "z.toml", '[[grid]]\ntarget = "na"', reruns=0)).reruns == 0
+    with pytest.raises(ValueError, match="finite"):
+        load_preset(write_preset(tmp_path / "t.toml", '[[grid]]\ntarget = "na"', timeout="inf"))

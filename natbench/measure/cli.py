@@ -120,6 +120,8 @@ def format_row(row: dict) -> str:
         "repeats",
         "processes_run",
         "contended_processes",
+        "rerun_failures",
+        "latency_dropped_process_ms",
         "latency_ms",
         "latency_ci_low_ms",
         "latency_ci_high_ms",

@@ -174,7 +174,7 @@ class PeakMemory:
 # fault cost drifts with the host's memory pressure (window attention ran 1.74x slower an hour later while
 # the matmul calibration moved 1.6 %). Case processes therefore take every block from the heap (no mmap)
 # and never trim it: after warm-up a call reuses resident pages, as torch's caching allocator does on CUDA.
-# Peak memory is unaffected: reset_peak() trims explicitly (malloc_trim ignores the threshold).
+# Peak memory is unaffected: it counts torch's allocator bytes, not pages.
 MMAP_MAX = 0
 TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: the largest, i.e. never trim on free
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4

@@ -26,8 +26,8 @@ DEFAULT_REPEATS = 5  # with 3 the interval is min..max of three: it holds anothe
 
 # A shared machine slows whole processes in bursts of seconds (tiled NA 112x112: 23-26 ms in quiet
 # processes, 34-45 ms in processes whose matmul calibration read 0.39-0.49 ms instead of 0.33 ms), and the
-# few processes of one case often fall into one burst. Such a process is "contended"; it is re-run while the
-# budget lasts, and a row is made of the least contended processes.
+# few processes of one case often fall into one burst. Such a process is "contended"; the case runs up to its
+# share of repeats more processes, and a row is made of the least contended processes.
 CONTENDED = 0.10  # a calibration reading this much slower than the fastest seen: slowed by other work
 CALIBRATIONS = ("calib_ms",)  # the copy's reading moves +-25 % between quiet processes: not a signal here
 DEFAULT_RERUNS = 0.4  # at most this share of a case's repeats is run again (5 repeats: 2 re-runs)
@@ -160,7 +160,7 @@ def finish(
     """The row of a case (or pair) from its processes' results, in the order they ran.
 
     A case's row is made of the `repeats` least contended processes (all when repeats is None), judged
-    against `reference` (the sweep's fastest calibration readings; default: these processes' own).
+    against `reference` (the fastest readings of the sweep's case processes on this device; default: these processes' own).
     Pairs use every process: their ratio cancels the machine's speed."""
     loads = [r.get("load_before") for r in processes] + [r.get("load_after") for r in processes]
     loads = [v for v in loads if v is not None]

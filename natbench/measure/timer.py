@@ -10,7 +10,7 @@ Both: the garbage collector is off from warm-up to the last timed call (a collec
 noise the case did not cause), and `prime_runtime` runs first, so that the first case timed in a process
 does not pay for waking torch's thread pool and the CPU's clocks. The prime is itself timed: its per-call
 time (`calib_ms`, a fixed 256x256 matmul, read again after the timed calls: the slower reading is kept) and
-a DRAM-bound copy (`calib_bw_ms`) tell the machine's compute and memory speed in that process: a sweep re-runs
+a DRAM-bound copy (`calib_bw_ms`, CPU only) tell the machine's compute and memory speed in that process: a sweep re-runs
 processes slowed by their neighbours, and `natbench compare` tells machine drift from a regression.
 """
 

@@ -30,6 +30,7 @@ equal cases are run once.
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -132,10 +133,15 @@ def parse_preset(data: dict[str, Any], name: str, source: str = "") -> Preset:
     if bad:
         raise ValueError(f"{where}: unknown setting(s) {bad}; valid settings: {', '.join(valid_settings)}")
     for key, types in RUN_SETTINGS.items():
-        least, most = (0, 1) if key == "reruns" else (1e-12, float("inf"))  # reruns: a share of repeats
-        value = settings.get(key)
-        if key in settings and (not isinstance(value, types) or not least <= value <= most):
-            kind = "a share of repeats from 0 to 1" if key == "reruns" else "a positive number"
+        if key not in settings:
+            continue
+        value = settings[key]
+        if key == "reruns":  # a share of repeats
+            bad = not isinstance(value, types) or not 0 <= value <= 1
+        else:
+            bad = not isinstance(value, types) or not (value > 0 and math.isfinite(value))
+        if bad:
+            kind = "a share of repeats from 0 to 1" if key == "reruns" else "a positive, finite number"
             raise ValueError(f"{where}: setting {key} must be {kind}, got {value!r}")
     try:
         TimerConfig.from_dict({k: v for k, v in settings.items() if k in TIMER_SETTINGS})

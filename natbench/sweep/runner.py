@@ -151,6 +151,8 @@ def run_sweep(
     repeats = max(1, int(p.repeats))
     if rerun_share is None:
         rerun_share = p.reruns if p.reruns is not None else DEFAULT_RERUNS
+    if not 0 <= rerun_share <= 1:
+        raise ValueError(f"rerun_share must be a share of repeats from 0 to 1, got {rerun_share}")
     journal = {} if force else results.read_processes(out)
     processes = {s.case_id: list(journal.get((s.case_id, prints[s.case_id]), [])) for s in todo}
     counts: Counter[str] = Counter()
@@ -195,30 +197,27 @@ def run_sweep(
                 write(spec, {**spec_row(spec), "status": "unsupported", "error": NEEDS_CUDA})
                 _advance(bar, repeats)
                 continue
-            got = processes[spec.case_id]
-            if len(got) >= repeats or (got and got[-1].get("status") != "ok"):
-                write(
-                    spec, finish(spec.to_dict(), got, repeats, reference(spec.device))
-                )  # journaled before a stop
-            else:
-                open_cases.append(spec)
+            open_cases.append(spec)  # journaled processes of an earlier run count (below)
         finished: set[str] = set()
+        most = repeats + rerun_budget(repeats, rerun_share)
 
         def close(spec):
             write(spec, finish(spec.to_dict(), processes[spec.case_id], repeats, reference(spec.device)))
             finished.add(spec.case_id)
 
-        def settled(
-            spec,
-        ) -> bool:  # no re-run wanted (each case may re-run up to its share of R: one per pass)
+        def settled(spec) -> bool:
+            # no re-run wanted, or none left: each case may run up to its share of R more processes
             got = processes[spec.case_id]
-            return spec.kind == "pair" or not needs_rerun(got, repeats, reference(spec.device))
+            if spec.kind == "pair" or len(got) >= most or (got and got[-1].get("status") != "ok"):
+                return True
+            return not needs_rerun(got, repeats, reference(spec.device))
 
         for n in range(repeats + rerun_budget(repeats, rerun_share)):
             rerun = n >= repeats
             for spec in open_cases if n % 2 == 0 else open_cases[::-1]:
                 got = processes[spec.case_id]
-                if spec.case_id in finished or (rerun and settled(spec)):
+                journaled_failure = got and got[-1].get("status") != "ok"
+                if spec.case_id in finished or ((rerun or journaled_failure) and settled(spec)):
                     if spec.case_id not in finished:
                         close(spec)
                     continue

@@ -579,3 +579,35 @@ def test_preset_reruns_is_a_share_of_repeats(tmp_path):
     assert load_preset(write_preset(tmp_path / "z.toml", '[[grid]]\ntarget = "na"', reruns=0)).reruns == 0
     with pytest.raises(ValueError, match="finite"):
         load_preset(write_preset(tmp_path / "t.toml", '[[grid]]\ntarget = "na"', timeout="inf"))
+
+
+def test_pair_processes_stay_out_of_the_contention_reference(tmp_path, monkeypatch):
+    from natbench.measure import repeat
+    from natbench.measure.case import spec_row
+    from natbench.measure.spec import CaseSpec
+
+    def fake_process(spec, *args, **kwargs):
+        if spec.get("kind") == "pair":  # a pair reads its calibration once, here faster than any case's
+            return {
+                "status": "ok",
+                "a_ms": [1.0, 1.0],
+                "b_ms": [1.0, 1.0],
+                "ratios": [1.0, 1.0],
+                "calib_ms": 0.20,
+                "threads": 1,
+                "device_name": "cpu",
+                "affinity": [0],
+                "allocator": "glibc malloc",
+            }
+        row = spec_row(CaseSpec.from_dict(spec))
+        return {**row, "status": "ok", "latency_ms": 3.3, "latency_samples_ms": [3.3], "calib_ms": 0.33}
+
+    monkeypatch.setattr(repeat, "run_process", fake_process)
+    (tmp_path / "rr3.py").write_text("def a(s, d, t):\n    return lambda: None\nb = a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    grids = '[[grid]]\ntarget = "rr3:a"\n[[pair]]\nnumerator = { target = "rr3:a" }\ndenominator = { target = "rr3:b" }\n'
+    frame = run_sweep(write_preset(tmp_path / "p.toml", grids, repeats=3), tmp_path / "out", progress=False)
+    cases = frame[frame["kind"] != "pair"]
+    assert len(cases) == 2 and list(cases["processes_run"]) == [3, 3]
+    assert list(cases["contended_processes"]) == [0, 0]
+    assert (frame["kind"] == "pair").sum() == 1

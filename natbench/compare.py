@@ -207,9 +207,6 @@ def _values(row: dict[str, Any], metric: Metric) -> tuple[float | None, list[flo
     return point, per, kind
 
 
-DRIFT_WORKLOADS = (("compute", "calib_process_ms"), ("memory", "calib_bw_process_ms"))
-
-
 def _workload_drift(base_rows, new_rows, column: str, alpha: float) -> dict[str, Any] | None:
     from scipy.stats import mannwhitneyu
 
@@ -322,9 +319,8 @@ def judge(
 
     worse, better = beyond(ratio)
     points = [p for p in base.get("base_points") or [] if p > 0]
-    if (
-        len(points) > 1
-    ):  # and beyond every baseline run: the worst for a regression, the best for an improvement
+    if len(points) > 1:
+        # and beyond every baseline run: the worst for a regression, the best for an improvement
         high, low = max(points), min(points)
         worst, best = (high, low) if metric.higher_is_worse else (low, high)
         worse, better = worse and beyond(n / worst)[0], better and beyond(n / best)[1]
@@ -545,7 +541,7 @@ def main(args: argparse.Namespace) -> int:
     """0: no regression; 1: regression(s); 2: bad input or nothing comparable (reasons printed)."""
     try:
         result = compare(
-            args.base[0] if isinstance(args.base, list) and len(args.base) == 1 else args.base,
+            args.base,
             args.new,
             args.threshold,
             args.metric,

@@ -24,8 +24,8 @@ from natbench.measure.pair import PAIR_BLOCK_S, PAIR_MIN_ROUNDS, PairSpec, measu
 
 DEFAULT_REPEATS = 5  # with 3 the interval is min..max of three: it holds another run's median ~56 %
 
-# A shared machine slows whole processes in bursts of seconds (tiled NA 112x112: 23-26 ms in quiet
-# processes, 34-45 ms in processes whose matmul calibration read 0.39-0.49 ms instead of 0.33 ms), and the
+# A shared machine slows whole processes in bursts of seconds (tiled NA 112x112, 30 processes: 15 of the 17
+# whose matmul calibration read 0.33 ms took 22.9-25.8 ms; 8 of the 13 that read 0.39-0.58 ms took 34-45 ms), and the
 # few processes of one case often fall into one burst. Such a process is "contended"; the case runs up to its
 # share of repeats more processes, and a row is made of the least contended processes.
 CONTENDED = 0.10  # a calibration reading this much slower than the fastest seen: slowed by other work
@@ -40,12 +40,12 @@ __all__ = [
     "combine",
     "contended",
     "fastest",
-    "select",
     "finish",
     "measure_pair",
     "run_pair",
     "run_process",
     "run_repeated",
+    "select",
 ]
 
 
@@ -160,7 +160,8 @@ def finish(
     """The row of a case (or pair) from its processes' results, in the order they ran.
 
     A case's row is made of the `repeats` least contended processes (all when repeats is None), judged
-    against `reference` (the fastest readings of the sweep's case processes on this device; default: these processes' own).
+    against `reference` (the fastest readings of the sweep's case processes on this device; default: these
+    processes' own).
     Pairs use every process: their ratio cancels the machine's speed."""
     loads = [r.get("load_before") for r in processes] + [r.get("load_after") for r in processes]
     loads = [v for v in loads if v is not None]

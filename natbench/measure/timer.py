@@ -170,15 +170,13 @@ def copy_calibration(device: torch.device | str, copies: int = COPIES) -> float 
     device = torch.device(device)
     if device.type != "cpu":
         return None
-    src = torch.ones(COPY_BYTES // 4, device=device)
+    src = torch.ones(COPY_BYTES // 4)
     dst = torch.empty_like(src)
     dst.copy_(src)
-    synchronize(device)
     times = []
     for _ in range(copies):
         start = time.perf_counter()
         dst.copy_(src)
-        synchronize(device)
         times.append(time.perf_counter() - start)
     return float(np.median(times)) * 1e3 if times else None
 

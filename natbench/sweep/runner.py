@@ -212,7 +212,7 @@ def run_sweep(
                 return True
             return not needs_rerun(got, repeats, reference(spec.device))
 
-        for n in range(repeats + rerun_budget(repeats, rerun_share)):
+        for n in range(most):
             rerun = n >= repeats
             for spec in open_cases if n % 2 == 0 else open_cases[::-1]:
                 got = processes[spec.case_id]

@@ -13,6 +13,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "natbench.measure.cli",
         "measure one case (op or model) in a fresh process: latency, memory, FLOPs",
     ),
+    "noise": (
+        "natbench.measure.noise",
+        "measure this machine's run-to-run drift once; natbench run widens its intervals by it",
+    ),
     "profile": (
         "natbench.measure.profile",
         "where a model's forward spends its CPU time: per stage and part (attention, linears, layout, convs)",

@@ -11,6 +11,9 @@ Several baselines (`natbench compare MON TUE WED TODAY`, oldest first): each cas
 per-process values of its runs on NEW's machine and takes the median of their medians, so that the test sees
 the baseline's between-run noise; a regression (improvement) must also be beyond the worst (best) baseline run.
 
+Rows of short runs carry the machine's drift floor (`latency_drift_cv`, from `natbench noise`): two such runs
+differ by it even when nothing changed, so their change must also exceed 1.96 x the floors' root sum of squares.
+
 Machine drift: every process times two calibration workloads, a matmul (`calib_process_ms`) and a copy from
 DRAM (`calib_bw_process_ms`). When the two sets' readings of one differ (Mann-Whitney U over all their
 processes at level alpha), the machine itself ran at another speed. A case's time mixes compute and memory
@@ -33,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from natbench.measure.drift import Z95
 from natbench.results import CASE_PARAMS, RESULTS_FILE, has_rows
 
 DESCRIBE = ("kind", *CASE_PARAMS)
@@ -311,6 +315,11 @@ def judge(
     if not b or not n or b <= 0 or n <= 0:
         return f"no {metric.column} in {'base' if not b else 'new'}"
     ratio = n / b
+    # rows whose interval carries the machine's drift floor (a short `natbench run`): two such runs differ by
+    # the floors of both even when nothing changed, so the change must exceed that too
+    floor = math.hypot(*(_number(r.get("latency_drift_cv")) or 0.0 for r in (base, new)))
+    if metric.name != "memory" and floor > 0:
+        threshold = max(threshold, math.exp(Z95 * floor) - 1)
 
     def beyond(r: float) -> tuple[bool, bool]:  # (worse, better) by more than the threshold
         if metric.higher_is_worse:
@@ -337,6 +346,8 @@ def judge(
             test += f", pooled over {len(points)} baseline runs, beyond each"
         if kinds != {"processes"}:
             test += ": old rows without per-process values, between-run noise not measured"
+        if metric.name != "memory" and floor > 0:
+            test += f"; beyond the machine's drift floor: > {threshold:.1%}"
         sig_worse, sig_better = p <= alpha + 1e-12, p_better <= alpha + 1e-12
     else:
         test = "threshold only: no per-process values or samples"

@@ -67,8 +67,15 @@ COLUMNS: dict[str, str] = {
     "duration_s": "wall seconds of the whole case (process start to result; all its processes)",
     "repeats": "fresh processes the case was measured in (each a full warm-up + timing + memory pass)",
     "latency_process_ms": "median latency of each process (list); latency_ms is their median",
-    "latency_ci_low_ms": "95 % interval of the case's median latency, bootstrap over processes: low",
-    "latency_ci_high_ms": "95 % interval of the case's median latency, bootstrap over processes: high",
+    "latency_ci_low_ms": "95 % interval of the case's median latency, bootstrap over processes (plus the "
+    "machine's drift floor when latency_drift_cv > 0): low",
+    "latency_ci_high_ms": "95 % interval of the case's median latency: high (as latency_ci_low_ms)",
+    "latency_ci_method": "how the latency interval was made: bootstrap over processes, + the machine drift floor "
+    "of `natbench noise` for a case whose processes spanned less time than the floor's rounds",
+    "latency_drift_cv": "drift floor (log-scale SD) added in quadrature to the interval; 0: none added",
+    "latency_process_ci_low_ms": "the bootstrap interval over processes before the drift floor: low",
+    "latency_process_ci_high_ms": "the bootstrap interval over processes before the drift floor: high",
+    "latency_span_s": "seconds from the start of the row's first process to the end of its last",
     "peak_mem_process_bytes": "peak memory of each process (list); peak_mem_bytes is their median",
     "peak_mem_ci_low_bytes": "95 % interval of the median peak memory, bootstrap over processes: low",
     "peak_mem_ci_high_bytes": "95 % interval of the median peak memory, bootstrap over processes: high",

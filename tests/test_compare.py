@@ -284,3 +284,18 @@ def test_memory_read_two_ways_is_not_compared(tmp_path):
     for bases in ([base, also], [also, base]):
         (case,) = compare(bases, newer, metric="memory").cases
         assert case.verdict == "regression" and case.base_runs == 1 and case.ratio == pytest.approx(1.3)
+
+
+def test_short_runs_with_a_drift_floor_must_change_beyond_it(tmp_path):
+    # two `natbench run`s on a machine whose runs drift by 4 %: 12 % is within 1.96 x hypot(4 %, 4 %) = 11.7 %
+    # of nothing changing only just; 10 % is not a regression there, 20 % is
+    base = write(tmp_path / "base", [row("a", [10.0, 10.1, 9.9, 10.2, 9.8], latency_drift_cv=0.04)])
+    ten = write(tmp_path / "ten", [row("a", [11.0, 11.1, 10.9, 11.2, 10.8], latency_drift_cv=0.04)])
+    twenty = write(tmp_path / "twenty", [row("a", [12.0, 12.1, 11.9, 12.2, 11.8], latency_drift_cv=0.04)])
+    (case,) = compare(base, ten).cases
+    assert case.verdict == "unchanged" and "drift floor: > 11.7%" in case.test
+    assert compare(base, twenty).cases[0].verdict == "regression"
+    plain = write(tmp_path / "plain", [row("a", [11.0, 11.1, 10.9, 11.2, 10.8])])
+    assert compare(write(tmp_path / "b2", [row("a", [10.0, 10.1, 9.9, 10.2, 9.8])]), plain).cases[
+        0
+    ].verdict == ("regression")

@@ -95,13 +95,31 @@ def main(args: argparse.Namespace) -> int:
     else:
         import torch
 
+        from natbench.measure import drift
         from natbench.measure.repeat import run_repeated
 
         resolved = spec.resolved(torch.cuda.is_available()).to_dict()
+        try:
+            profile = drift.load(args.threads) if resolved["device"] == "cpu" else None
+        except ValueError as exc:
+            print(f"natbench run: error: {exc}", file=sys.stderr)
+            return 2
         row = run_repeated(
-            resolved, args.timeout, timing, threads=args.threads, repeats=args.repeats, span=args.span
+            resolved,
+            args.timeout,
+            timing,
+            threads=args.threads,
+            repeats=args.repeats,
+            span=args.span,
+            drift=profile,
         )
         row["env"] = collect()
+        if profile is None and row.get("status") == "ok" and resolved["device"] == "cpu" and not args.json:
+            print(
+                "note: the interval holds these processes' spread only; `natbench noise` measures this machine's "
+                "drift between runs once, and later runs add it",
+                file=sys.stderr,
+            )
     if args.json:
         print(json.dumps(row, default=str, sort_keys=True))
     else:
@@ -125,7 +143,9 @@ def format_row(row: dict) -> str:
         "latency_ms",
         "latency_ci_low_ms",
         "latency_ci_high_ms",
+        "latency_ci_method",
         "latency_process_ms",
+        "latency_span_s",
         "latency_iqr_ms",
         "latency_min_ms",
         "calls_per_sample",

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from natbench.measure.drift import DriftProfile, widen
 from natbench.measure.pair import PAIR_BLOCK_S, PAIR_MIN_ROUNDS, PairSpec, measure_pair, pair_row
 
 DEFAULT_REPEATS = 5  # with 3 the interval is min..max of three: it holds another run's median ~56 %
@@ -85,7 +86,7 @@ def run_process(
     machine's load before and after it, and its duration."""
     from natbench.measure.isolate import run_in_process, run_isolated
 
-    load_before, start = machine_load(), time.monotonic()
+    load_before, start, started_at = machine_load(), time.monotonic(), time.time()
     if spec.get("kind") == "pair":
         pair = PairSpec.from_dict(spec)
         kwargs = {
@@ -101,7 +102,7 @@ def run_process(
     else:
         # a model's MACs are counted once per case, by finish(), not in each timed process
         row = run_isolated(spec, timeout, timing, memory_limit, log_path, threads, count_macs=False)
-    row.update(load_before=load_before, load_after=machine_load())
+    row.update(load_before=load_before, load_after=machine_load(), started_at=round(started_at, 3))
     return row
 
 
@@ -156,13 +157,15 @@ def finish(
     processes: list[dict[str, Any]],
     repeats: int | None = None,
     reference: dict[str, float] | None = None,
+    drift: DriftProfile | None = None,
 ) -> dict[str, Any]:
     """The row of a case (or pair) from its processes' results, in the order they ran.
 
     A case's row is made of the `repeats` least contended processes (all when repeats is None), judged
     against `reference` (the fastest readings of the sweep's case processes on this device; default: these
     processes' own).
-    Pairs use every process: their ratio cancels the machine's speed."""
+    Pairs use every process: their ratio cancels the machine's speed. `drift` (natbench noise's profile)
+    widens the latency interval of a case whose processes spanned less time than the profile's rounds."""
     loads = [r.get("load_before") for r in processes] + [r.get("load_after") for r in processes]
     loads = [v for v in loads if v is not None]
     first = processes[0].get("load_before") if processes else None
@@ -186,7 +189,7 @@ def finish(
     failed = any(r.get("status") != "ok" for r in processes)
     used = processes if failed else select(processes, repeats or len(processes), reference)
     row = combine(
-        [{k: v for k, v in r.items() if k not in ("load_before", "load_after")} for r in used],
+        [{k: v for k, v in r.items() if k not in ("load_before", "load_after", "started_at")} for r in used],
         first,
         last,
     )
@@ -199,6 +202,8 @@ def finish(
     row["latency_dropped_process_ms"] = [
         float(r["latency_ms"]) for r in dropped if r.get("latency_ms") is not None
     ]
+    row["latency_span_s"] = _span(used)
+    widen(row, drift)
     if row.get("status") == "ok" and row.get("kind") == "model" and row.get("macs") is None:
         from natbench.measure.case import add_model_macs
         from natbench.measure.spec import CaseSpec
@@ -208,6 +213,14 @@ def finish(
         except Exception as exc:  # natbench's own failure: the case's row says so, the sweep goes on
             row.update(status="error", error=f"counting MACs raised {type(exc).__name__}: {exc}"[:2000])
     return row
+
+
+def _span(processes: list[dict[str, Any]]) -> float | None:
+    """Seconds from the first process's start to the last one's end (None without start times)."""
+    starts = [p.get("started_at") for p in processes]
+    if not processes or any(s is None for s in starts):
+        return None
+    return round(max(s + (p.get("duration_s") or 0) for s, p in zip(starts, processes)) - min(starts), 3)
 
 
 def combine(rows: list[dict[str, Any]], load_before, load_after) -> dict[str, Any]:
@@ -273,6 +286,7 @@ def run_repeated(
     repeats: int = DEFAULT_REPEATS,
     reruns: int | None = None,
     span: float = 0.0,
+    drift: DriftProfile | None = None,
 ) -> dict[str, Any]:
     """The row of a case (or of a pair: spec["kind"] == "pair") from `repeats` fresh processes, one after another.
 
@@ -282,6 +296,7 @@ def run_repeated(
     that fails ends the re-runs and is left out (`rerun_failures`).
     span: seconds over which the processes' starts are spread (the machine idles between them), so that the
     interval holds the machine's drift over that time, as a sweep's round-robin passes do; 0: back to back.
+    drift: the machine's drift profile (natbench.measure.drift.load()), added to a short run's interval.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -297,14 +312,14 @@ def run_repeated(
             time.sleep(max(0.0, start + span * i / (repeats - 1) - time.monotonic()))
         processes.append(run_process(spec, timeout, timing, memory_limit, log_path, threads))
         if processes[-1].get("status") != "ok":
-            return finish(spec, processes)
+            return finish(spec, processes, drift=drift)
     for _ in range(reruns):
         if not needs_rerun(processes, repeats, fastest(processes)):
             break
         processes.append(run_process(spec, timeout, timing, memory_limit, log_path, threads))
         if processes[-1].get("status") != "ok":
             break
-    return finish(spec, processes, repeats)
+    return finish(spec, processes, repeats, drift=drift)
 
 
 def run_pair(

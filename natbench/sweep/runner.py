@@ -120,6 +120,7 @@ def run_sweep(
     import torch
 
     from natbench.env import collect, gpu_index, machine_key
+    from natbench.measure import drift as machine_drift
     from natbench.measure.repeat import (
         DEFAULT_RERUNS,
         fastest,
@@ -148,6 +149,7 @@ def run_sweep(
     n_threads = _threads(p, threads)
     threads = threads or p.threads
     cuda = torch.cuda.is_available()
+    drift = machine_drift.load(n_threads, env)  # only cases whose processes span less than its rounds use it
     repeats = max(1, int(p.repeats))
     if rerun_share is None:
         rerun_share = p.reruns if p.reruns is not None else DEFAULT_RERUNS
@@ -202,7 +204,9 @@ def run_sweep(
         most = repeats + rerun_budget(repeats, rerun_share)
 
         def close(spec):
-            write(spec, finish(spec.to_dict(), processes[spec.case_id], repeats, reference(spec.device)))
+            got = processes[spec.case_id]
+            profile = drift if spec.device == "cpu" else None
+            write(spec, finish(spec.to_dict(), got, repeats, reference(spec.device), profile))
             finished.add(spec.case_id)
 
         def settled(spec) -> bool:

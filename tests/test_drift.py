@@ -1,0 +1,184 @@
+"""The machine's drift floor (natbench.measure.drift, `natbench noise`) and the intervals it widens."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from natbench.cli import main as cli_main
+from natbench.measure import drift, repeat
+from natbench.measure.drift import Z95, DriftProfile, probe_drift, standard_error, widen
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NATBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _profile(floor=0.05, span_s=120.0) -> DriftProfile:
+    return DriftProfile(floor, span_s, 8, 5, None, "cpu:test:2t", "host", "2026-12-06T00:00:00+00:00")
+
+
+def _row(med=10.0, low=9.5, high=10.5, span=2.0):
+    return {
+        "status": "ok",
+        "latency_ms": med,
+        "latency_ci_low_ms": low,
+        "latency_ci_high_ms": high,
+        "latency_span_s": span,
+    }
+
+
+def test_standard_error_reads_the_wider_side_of_a_95_interval():
+    se = 0.02
+    assert standard_error(1.0, math.exp(-Z95 * se), math.exp(Z95 * se)) == pytest.approx(se)
+    assert standard_error(1.0, math.exp(-Z95 * se), math.exp(Z95 * 3 * se)) == pytest.approx(3 * se)
+    assert standard_error(1.0, 1.0, 1.0) == 0.0
+
+
+def test_drift_is_the_spread_between_rounds_beyond_each_rounds_own_error():
+    medians = [10.0, 11.0, 9.0, 10.5, 9.5]
+    between = statistics.stdev(math.log(m) for m in medians)
+    d = probe_drift(medians, [0.01] * 5)
+    assert d.between_sd == pytest.approx(between)
+    assert d.drift_sd == pytest.approx(math.sqrt(between**2 - 0.01**2))
+    # rounds that differ no more than their own errors allow: no drift
+    assert probe_drift([10.0, 10.1], [0.05, 0.05]).drift_sd == 0.0
+    with pytest.raises(ValueError, match=">= 2 rounds"):
+        probe_drift([10.0], [0.01])
+
+
+def test_widen_adds_the_floor_in_quadrature_to_a_short_runs_interval():
+    row = widen(_row(), _profile(0.05))
+    down = math.sqrt(math.log(10 / 9.5) ** 2 + (Z95 * 0.05) ** 2)
+    assert row["latency_ci_low_ms"] == pytest.approx(10 * math.exp(-down))
+    assert row["latency_ci_high_ms"] > 10 * math.exp(Z95 * 0.05)
+    assert row["latency_process_ci_low_ms"] == 9.5 and row["latency_process_ci_high_ms"] == 10.5
+    assert row["latency_drift_cv"] == 0.05 and "machine drift 5.0%" in row["latency_ci_method"]
+
+
+@pytest.mark.parametrize(
+    "row, profile",
+    [
+        (
+            _row(span=300.0),
+            _profile(0.05, 120.0),
+        ),  # a sweep's processes span the drift: their spread holds it
+        (_row(), None),  # never measured
+        (_row(), _profile(0.0)),
+        ({**_row(), "status": "error"}, _profile()),
+    ],
+)
+def test_widen_leaves_intervals_that_hold_the_drift_or_have_no_floor(row, profile):
+    got = widen(dict(row), profile)
+    assert got["latency_ci_low_ms"] == row["latency_ci_low_ms"]
+    assert got["latency_ci_high_ms"] == row["latency_ci_high_ms"]
+    if row["status"] == "ok":
+        assert got["latency_drift_cv"] == 0.0 and got["latency_ci_method"] == "bootstrap over processes"
+
+
+def test_finish_records_the_processes_span_and_widens_by_the_profile():
+    procs = [
+        {"status": "ok", "latency_ms": ms, "latency_samples_ms": [ms], "duration_s": 1.0, "started_at": t}
+        for ms, t in ((10.0, 100.0), (10.2, 101.0), (9.9, 102.0))
+    ]
+    row = repeat.finish({"target": "na"}, procs, 3, drift=_profile(0.04))
+    assert row["latency_span_s"] == 3.0 and "started_at" not in row
+    assert row["latency_drift_cv"] == 0.04
+    assert row["latency_ci_high_ms"] / row["latency_ms"] > math.exp(Z95 * 0.04)
+
+
+def test_profile_round_trip_and_clear_errors(cache, monkeypatch):
+    profile = drift.build_profile({"p": probe_drift([1.0, 1.1], [0.01, 0.01])}, 60.0, 2, 5, None)
+    path = drift.save(profile)
+    assert path.parent == cache / "drift"
+    assert drift.load() == profile  # this machine, torch's default threads
+    assert drift.load(threads=7) is None  # a profile is per thread count
+    monkeypatch.setenv(drift.PROFILE_ENV, "none")
+    assert drift.load() is None
+    monkeypatch.setenv(drift.PROFILE_ENV, str(cache / "missing.json"))
+    with pytest.raises(ValueError, match="natbench noise --output"):
+        drift.load()
+    bad = cache / "bad.json"
+    bad.write_text(json.dumps({**profile.to_dict(), "floor": -1}))
+    monkeypatch.setenv(drift.PROFILE_ENV, str(bad))
+    with pytest.raises(ValueError, match="unreadable"):
+        drift.load()
+
+
+def test_measure_spreads_rounds_and_a_failed_probe_is_an_error(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(drift.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(drift.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    medians = iter([10.0, 12.0, 11.0])
+
+    def run_case(spec):
+        clock[0] += 1.0
+        med = next(medians)
+        return {"status": "ok", "latency_ms": med, "latency_ci_low_ms": med, "latency_ci_high_ms": med}
+
+    drifts, spanned = drift.measure(run_case, rounds=3, span=30.0, probes={"p": {"target": "na"}})
+    assert spanned == 31.0  # starts at 0, 15, 30; the last round takes 1 s
+    assert drifts["p"].medians_ms == [10.0, 12.0, 11.0] and drifts["p"].drift_sd > 0.05
+    with pytest.raises(RuntimeError, match="probe p failed: error: boom"):
+        drift.measure(lambda s: {"status": "error", "error": "boom"}, 2, 0.0, {"p": {}})
+    with pytest.raises(ValueError, match="rounds must be >= 2"):
+        drift.measure(run_case, rounds=1)
+
+
+def test_noise_command_measures_saves_and_shows(monkeypatch, capsys):
+    assert cli_main(["noise", "--show"]) == 1  # nothing measured yet
+    assert cli_main(["noise", "--repeats", "1"]) == 2
+    monkeypatch.setattr(
+        drift,
+        "PROBES",
+        {
+            "tiny": {
+                "target": "na",
+                "backend": "tiled",
+                "resolution": 12,
+                "kernel_size": 3,
+                "heads": 1,
+                "head_dim": 8,
+            }
+        },
+    )
+    assert cli_main(["noise", "--rounds", "2", "--span", "0", "--repeats", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "drift floor" in out and "tiny" in out
+    assert cli_main(["noise", "--show"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["rounds"] == 2 and len(shown["probes"]["tiny"]["medians_ms"]) == 2
+
+
+def test_natbench_run_carries_the_floor_of_the_profile_it_was_given(tmp_path):
+    path = drift.save(_profile(0.06, 1e6), tmp_path / "profile.json")
+    cmd = [sys.executable, "-m", "natbench", "run", "na", "--backend", "tiled", "--resolution", "12"]
+    cmd += [
+        "--kernel-size",
+        "3",
+        "--heads",
+        "1",
+        "--head-dim",
+        "8",
+        "--repeats",
+        "2",
+        "--min-run-time",
+        "0.02",
+    ]
+    env = {**os.environ, drift.PROFILE_ENV: str(path)}
+    got = subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert got.returncode == 0, got.stderr
+    row = json.loads(got.stdout.strip().splitlines()[-1])
+    assert row["latency_drift_cv"] == 0.06 and row["latency_span_s"] > 0
+    assert row["latency_ci_high_ms"] / row["latency_ms"] >= math.exp(Z95 * 0.06) - 1e-9
+    env[drift.PROFILE_ENV] = str(tmp_path / "nope.json")
+    got = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert got.returncode == 2 and "natbench noise --output" in got.stderr

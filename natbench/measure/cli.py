@@ -144,6 +144,8 @@ def format_row(row: dict) -> str:
         "latency_ci_low_ms",
         "latency_ci_high_ms",
         "latency_ci_method",
+        "latency_process_ci_low_ms",
+        "latency_process_ci_high_ms",
         "latency_process_ms",
         "latency_span_s",
         "latency_iqr_ms",

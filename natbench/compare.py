@@ -291,6 +291,8 @@ def pool(rows: list[dict[str, Any]], metric: Metric) -> dict[str, Any]:
         out[metric.column] = float(np.median(points))
     out["base_points"] = points
     out["busy"] = any(r.get("busy") is True for r in ok)
+    floors = [f for f in (_number(r.get("latency_drift_cv")) for r in ok) if f is not None]
+    out["latency_drift_cv"] = max(floors, default=None)  # the widest any baseline run carried
     return out
 
 
@@ -347,10 +349,12 @@ def judge(
         if kinds != {"processes"}:
             test += ": old rows without per-process values, between-run noise not measured"
         if metric.name != "memory" and floor > 0:
-            test += f"; beyond the machine's drift floor: > {threshold:.1%}"
+            test += f"; rows carry a drift floor: change must exceed {threshold:.1%}"
         sig_worse, sig_better = p <= alpha + 1e-12, p_better <= alpha + 1e-12
     else:
         test = "threshold only: no per-process values or samples"
+        if metric.name != "memory" and floor > 0:
+            test += f" (raised to {threshold:.1%} by the rows' drift floor)"
         sig_worse = sig_better = True
     verdict = "regression" if worse and sig_worse else "improvement" if better and sig_better else "unchanged"
     busy = any(r.get("busy") is True for r in (base, new))

@@ -287,14 +287,23 @@ def test_memory_read_two_ways_is_not_compared(tmp_path):
 
 
 def test_short_runs_with_a_drift_floor_must_change_beyond_it(tmp_path):
-    # two `natbench run`s on a machine whose runs drift by 4 %: 12 % is within 1.96 x hypot(4 %, 4 %) = 11.7 %
-    # of nothing changing only just; 10 % is not a regression there, 20 % is
+    # two `natbench run`s on a machine whose runs drift by 4 %: a change must exceed 1.96 x hypot(4 %, 4 %),
+    # 11.7 %; 10 % is not a regression there, 20 % is, and memory (read the same in every run) keeps 5 %
     base = write(tmp_path / "base", [row("a", [10.0, 10.1, 9.9, 10.2, 9.8], latency_drift_cv=0.04)])
     ten = write(tmp_path / "ten", [row("a", [11.0, 11.1, 10.9, 11.2, 10.8], latency_drift_cv=0.04)])
     twenty = write(tmp_path / "twenty", [row("a", [12.0, 12.1, 11.9, 12.2, 11.8], latency_drift_cv=0.04)])
     (case,) = compare(base, ten).cases
-    assert case.verdict == "unchanged" and "drift floor: > 11.7%" in case.test
+    assert case.verdict == "unchanged" and "change must exceed 11.7%" in case.test
     assert compare(base, twenty).cases[0].verdict == "regression"
+    mem = {
+        "peak_mem_process_bytes": [100, 100, 100, 100, 100],
+        "peak_mem_bytes": 100,
+        "latency_drift_cv": 0.04,
+    }
+    more = {**mem, "peak_mem_process_bytes": [110] * 5, "peak_mem_bytes": 110}
+    m_base = write(tmp_path / "m_base", [row("a", [10.0] * 5, **mem)])
+    m_new = write(tmp_path / "m_new", [row("a", [10.0] * 5, **more)])
+    assert compare(m_base, m_new, metric="memory").cases[0].verdict == "regression"
     plain = write(tmp_path / "plain", [row("a", [11.0, 11.1, 10.9, 11.2, 10.8])])
     assert compare(write(tmp_path / "b2", [row("a", [10.0, 10.1, 9.9, 10.2, 9.8])]), plain).cases[
         0

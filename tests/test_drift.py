@@ -29,6 +29,7 @@ def _profile(floor=0.05, span_s=120.0) -> DriftProfile:
 def _row(med=10.0, low=9.5, high=10.5, span=2.0):
     return {
         "status": "ok",
+        "repeats": 5,
         "latency_ms": med,
         "latency_ci_low_ms": low,
         "latency_ci_high_ms": high,
@@ -36,10 +37,10 @@ def _row(med=10.0, low=9.5, high=10.5, span=2.0):
     }
 
 
-def test_standard_error_reads_the_wider_side_of_a_95_interval():
+def test_standard_error_is_the_mean_half_width_of_a_95_interval():
     se = 0.02
     assert standard_error(1.0, math.exp(-Z95 * se), math.exp(Z95 * se)) == pytest.approx(se)
-    assert standard_error(1.0, math.exp(-Z95 * se), math.exp(Z95 * 3 * se)) == pytest.approx(3 * se)
+    assert standard_error(1.0, math.exp(-Z95 * se), math.exp(Z95 * 3 * se)) == pytest.approx(2 * se)
     assert standard_error(1.0, 1.0, 1.0) == 0.0
 
 
@@ -59,7 +60,8 @@ def test_widen_adds_the_floor_in_quadrature_to_a_short_runs_interval():
     row = widen(_row(), _profile(0.05))
     down = math.sqrt(math.log(10 / 9.5) ** 2 + (Z95 * 0.05) ** 2)
     assert row["latency_ci_low_ms"] == pytest.approx(10 * math.exp(-down))
-    assert row["latency_ci_high_ms"] > 10 * math.exp(Z95 * 0.05)
+    up = math.sqrt(math.log(10.5 / 10) ** 2 + (Z95 * 0.05) ** 2)
+    assert row["latency_ci_high_ms"] == pytest.approx(10 * math.exp(up))
     assert row["latency_process_ci_low_ms"] == 9.5 and row["latency_process_ci_high_ms"] == 10.5
     assert row["latency_drift_cv"] == 0.05 and "machine drift 5.0%" in row["latency_ci_method"]
 
@@ -106,11 +108,33 @@ def test_profile_round_trip_and_clear_errors(cache, monkeypatch):
     monkeypatch.setenv(drift.PROFILE_ENV, str(cache / "missing.json"))
     with pytest.raises(ValueError, match="natbench noise --output"):
         drift.load()
-    bad = cache / "bad.json"
-    bad.write_text(json.dumps({**profile.to_dict(), "floor": -1}))
-    monkeypatch.setenv(drift.PROFILE_ENV, str(bad))
-    with pytest.raises(ValueError, match="unreadable"):
-        drift.load()
+    assert drift.load(path=path) == profile
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("[]", "JSON object"),
+        ("{not json", "unreadable"),
+        ('{"floor": -1}', "floor must be"),
+        ('{"floor": true}', "floor must be"),
+        ('{"floor": 0.05, "span_s": "120"}', "span_s must be"),
+        ('{"floor": 0.05, "span_s": NaN}', "span_s must be"),
+    ],
+)
+def test_a_corrupt_profile_is_one_clear_error(tmp_path, text, says):
+    full = {**_profile().to_dict()}
+    bad = tmp_path / "bad.json"
+    if text.startswith("{") and text != "{not json":
+        full.update(json.loads(text))
+        text = json.dumps(full)
+    bad.write_text(text)
+    with pytest.raises(ValueError, match=says):
+        drift.load(path=bad)
+    probes = tmp_path / "probes.json"
+    probes.write_text(json.dumps({**_profile().to_dict(), "probes": [1, 2]}))
+    with pytest.raises(ValueError, match="probes must map"):
+        drift.load(path=probes)
 
 
 def test_measure_spreads_rounds_and_a_failed_probe_is_an_error(monkeypatch):
@@ -133,9 +157,13 @@ def test_measure_spreads_rounds_and_a_failed_probe_is_an_error(monkeypatch):
         drift.measure(run_case, rounds=1)
 
 
-def test_noise_command_measures_saves_and_shows(monkeypatch, capsys):
+def test_noise_command_measures_saves_and_shows(tmp_path, monkeypatch, capsys):
     assert cli_main(["noise", "--show"]) == 1  # nothing measured yet
     assert cli_main(["noise", "--repeats", "1"]) == 2
+    assert cli_main(["noise", "--threads", "0"]) == 2
+    assert cli_main(["noise", "--span", "inf"]) == 2
+    assert cli_main(["noise", "--output", str(tmp_path)]) == 2  # a directory: refused before measuring
+    assert "is a directory" in capsys.readouterr().err
     monkeypatch.setattr(
         drift,
         "PROBES",
@@ -156,6 +184,14 @@ def test_noise_command_measures_saves_and_shows(monkeypatch, capsys):
     assert cli_main(["noise", "--show"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["rounds"] == 2 and len(shown["probes"]["tiny"]["medians_ms"]) == 2
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(drift, "save", fail)  # minutes of measuring are not lost: the profile is printed
+    assert cli_main(["noise", "--rounds", "2", "--span", "0", "--repeats", "2"]) == 1
+    got = capsys.readouterr()
+    assert json.loads(got.out)["rounds"] == 2 and "could not be saved" in got.err
 
 
 def test_natbench_run_carries_the_floor_of_the_profile_it_was_given(tmp_path):

@@ -24,11 +24,13 @@ def run_isolated(spec, timeout=None, timing=None, memory_limit=None, log_path=No
     return _run_isolated(spec, timeout, timing, memory_limit, log_path, threads)
 
 
-def run_repeated(spec, timeout=None, timing=None, memory_limit=None, log_path=None, threads=None, repeats=5):
-    """See natbench.measure.repeat.run_repeated."""
+def run_repeated(
+    spec, timeout=None, timing=None, memory_limit=None, log_path=None, threads=None, repeats=5, **kw
+):
+    """See natbench.measure.repeat.run_repeated (reruns=, span=, drift= pass through)."""
     from natbench.measure.repeat import run_repeated as _run_repeated
 
-    return _run_repeated(spec, timeout, timing, memory_limit, log_path, threads, repeats)
+    return _run_repeated(spec, timeout, timing, memory_limit, log_path, threads, repeats, **kw)
 
 
 __all__ = ["CaseSpec", "measure_case", "model_macs", "op_macs", "run_isolated", "run_repeated"]

@@ -54,6 +54,7 @@ PROBES: dict[str, dict[str, Any]] = {
 }
 DEFAULT_ROUNDS = 8
 DEFAULT_SPAN_S = 120.0
+MAX_SPAN_S = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -80,19 +81,33 @@ class DriftProfile:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DriftProfile:
-        probes = {k: ProbeDrift(**v) for k, v in (data.get("probes") or {}).items()}
-        floor = float(data["floor"])
-        if not (math.isfinite(floor) and floor >= 0):
-            raise ValueError(f"a drift profile's floor must be a finite number >= 0, got {floor}")
-        return cls(**{**data, "floor": floor, "probes": probes})
+    def from_dict(cls, data: Any) -> DriftProfile:
+        """A profile from its JSON; ValueError naming the field that is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a drift profile is a JSON object, got {type(data).__name__}")
+        for key in ("floor", "span_s"):
+            value = data.get(key)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+        for key in ("machine", "host", "measured_at"):
+            if not isinstance(data.get(key), str):
+                raise ValueError(f"{key} must be a string, got {data.get(key)!r}")
+        probes = data.get("probes") or {}
+        if not isinstance(probes, dict) or not all(isinstance(v, dict) for v in probes.values()):
+            raise ValueError("probes must map each probe's name to its drift")
+        fields = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - fields
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}")
+        return cls(**{**data, "probes": {k: ProbeDrift(**v) for k, v in probes.items()}})
 
 
 def standard_error(median: float, low: float, high: float) -> float:
-    """SE of log(median) from its 95 % interval (the wider side, so a skewed interval is not under-read)."""
+    """SE of log(median) from its 95 % interval: the mean half-width (the drift is what remains after it)."""
     if not (0 < low <= median <= high):
         return 0.0
-    return max(math.log(median / low), math.log(high / median)) / Z95
+    return math.log(high / low) / (2 * Z95)
 
 
 def probe_drift(medians: Sequence[float], standard_errors: Sequence[float]) -> ProbeDrift:
@@ -117,8 +132,10 @@ def widen(row: dict[str, Any], profile: DriftProfile | None) -> dict[str, Any]:
     row["latency_drift_cv"] = 0.0
     row["latency_ci_method"] = "bootstrap over processes"
     span = row.get("latency_span_s")
-    if profile is None or profile.floor <= 0 or (span is not None and span >= profile.span_s):
-        return row
+    # an unknown span (processes journaled before start times were kept) is a resumed sweep's: minutes long
+    short = profile is not None and span is not None and span < profile.span_s
+    if not short or profile.floor <= 0 or (row.get("repeats") or 0) < 2:
+        return row  # one process has no interval to widen
     med, low, high = row["latency_ms"], row["latency_ci_low_ms"], row["latency_ci_high_ms"]
     if not (0 < low <= med <= high):
         return row
@@ -146,7 +163,7 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def _this_machine(threads: int | None, env: dict[str, Any] | None = None) -> tuple[str, str]:
+def this_machine(threads: int | None, env: dict[str, Any] | None = None) -> tuple[str, str]:
     import platform
 
     from natbench.env import collect, machine_key
@@ -159,34 +176,55 @@ def profile_path(machine: str, host: str) -> Path:
     return cache_dir() / "drift" / f"{key}.json"
 
 
+def writable(path: Path) -> str | None:
+    """None if a profile can be written at `path`, else why not (checked before minutes of measuring)."""
+    if path.is_dir():
+        return f"{path} is a directory; give a file name"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot write to {path.parent} ({exc.strerror or exc})"
+    return None
+
+
 def save(profile: DriftProfile, path: Path | None = None) -> Path:
     path = path or profile_path(profile.machine, profile.host)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(profile.to_dict(), indent=1, sort_keys=True))
-    tmp.replace(path)
+    tmp = path.parent / f".{path.name}.tmp"
+    try:
+        tmp.write_text(json.dumps(profile.to_dict(), indent=1, sort_keys=True))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
-def load(threads: int | None = None, env: dict[str, Any] | None = None) -> DriftProfile | None:
-    """This machine's profile for `threads` (NATBENCH_DRIFT_PROFILE: a file, or "none"); None if never measured.
-
-    A profile file that cannot be read is an error: a silently missing floor would narrow every interval."""
-    forced = os.environ.get(PROFILE_ENV)
+def load(
+    threads: int | None = None, env: dict[str, Any] | None = None, path: str | os.PathLike | None = None
+) -> DriftProfile | None:
+    """The profile at `path`, or NATBENCH_DRIFT_PROFILE's (a file, or "none"), or this machine's for `threads`;
+    None if never measured. A profile that cannot be read is an error: a silent miss would narrow intervals."""
+    forced = str(path) if path is not None else os.environ.get(PROFILE_ENV)
     if forced and forced.lower() == "none":
         return None
     if forced:
-        path = Path(forced)
-        if not path.is_file():
-            raise ValueError(f"{PROFILE_ENV}={forced}: no such file; run `natbench noise --output {forced}`")
+        file = Path(forced)
+        if not file.is_file():
+            raise ValueError(f"{forced}: no such profile file; run `natbench noise --output {forced}`")
     else:
-        path = profile_path(*_this_machine(threads, env))
-        if not path.is_file():
-            return None
+        file = profile_path(*this_machine(threads, env))
+        try:
+            if not file.is_file():
+                return None
+        except OSError as exc:
+            raise ValueError(f"cannot read the natbench cache at {file.parent} ({exc})") from exc
     try:
-        return DriftProfile.from_dict(json.loads(path.read_text()))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"drift profile {path} is unreadable ({exc}); run `natbench noise` again") from exc
+        return DriftProfile.from_dict(json.loads(file.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"drift profile {file} is unreadable ({exc}); run `natbench noise` again") from exc
 
 
 RunCase = Callable[[dict[str, Any]], dict[str, Any]]
@@ -204,8 +242,8 @@ def measure(
     run_case(spec) -> an ok row with latency_ms and its interval (run_repeated); a failed probe is an error."""
     if rounds < 2:
         raise ValueError(f"rounds must be >= 2 (drift is the spread between rounds), got {rounds}")
-    if not 0 <= span < float("inf"):
-        raise ValueError(f"span must be >= 0 seconds and finite, got {span}")
+    if not 0 <= span <= MAX_SPAN_S:
+        raise ValueError(f"span must be 0 to {MAX_SPAN_S:g} seconds, got {span}")
     probes = PROBES if probes is None else probes
     seen: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in probes}
     start = time.monotonic()
@@ -228,7 +266,7 @@ def measure(
 def build_profile(
     drifts: dict[str, ProbeDrift], spanned: float, rounds: int, repeats: int, threads: int | None
 ) -> DriftProfile:
-    machine, host = _this_machine(threads)
+    machine, host = this_machine(threads)
     return DriftProfile(
         floor=statistics.median(d.drift_sd for d in drifts.values()),
         span_s=round(spanned, 1),

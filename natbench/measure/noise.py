@@ -36,15 +36,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="write the profile here (default: this machine's file in the natbench cache)",
     )
-    parser.add_argument("--show", action="store_true", help="print this machine's profile and exit")
+    parser.add_argument(
+        "--show", action="store_true", help="print this machine's profile (or --output's) and exit"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     from natbench.measure.repeat import run_repeated
 
+    if args.threads is not None and args.threads < 1:
+        print(f"natbench noise: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
     if args.show:
         try:
-            profile = drift.load(args.threads)
+            profile = drift.load(args.threads, path=args.output)
         except ValueError as exc:
             print(f"natbench noise: error: {exc}", file=sys.stderr)
             return 2
@@ -58,6 +63,11 @@ def main(args: argparse.Namespace) -> int:
             f"natbench noise: error: --repeats must be >= 2 (a run's own interval), got {args.repeats}",
             file=sys.stderr,
         )
+        return 2
+    target = args.output or drift.profile_path(*drift.this_machine(args.threads))
+    why = drift.writable(target)
+    if why:
+        print(f"natbench noise: error: {why}; pass --output FILE", file=sys.stderr)
         return 2
     run_case = partial(
         run_repeated, timeout=300, timing={"min_run_time": 0.5}, threads=args.threads, repeats=args.repeats
@@ -73,7 +83,15 @@ def main(args: argparse.Namespace) -> int:
         print(f"natbench noise: error: {exc}", file=sys.stderr)
         return 1
     profile = drift.build_profile(drifts, spanned, args.rounds, args.repeats, args.threads)
-    path = drift.save(profile, args.output)
+    try:
+        path = drift.save(profile, target)
+    except OSError as exc:
+        print(json.dumps(profile.to_dict(), indent=1, sort_keys=True))
+        print(
+            f"natbench noise: error: the profile above could not be saved to {target} ({exc})",
+            file=sys.stderr,
+        )
+        return 1
     for name, d in profile.probes.items():
         meds = ", ".join(f"{m:.3g}" for m in d.medians_ms)
         print(f"{name:<10} between runs {d.between_sd:6.1%}  drift {d.drift_sd:6.1%}  medians [{meds}] ms")

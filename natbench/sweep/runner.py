@@ -149,7 +149,8 @@ def run_sweep(
     n_threads = _threads(p, threads)
     threads = threads or p.threads
     cuda = torch.cuda.is_available()
-    drift = machine_drift.load(n_threads, env)  # only cases whose processes span less than its rounds use it
+    # only CPU cases whose processes span less than the profile's rounds use it
+    drift = machine_drift.load(n_threads, env) if any(s.device == "cpu" for s in todo) else None
     repeats = max(1, int(p.repeats))
     if rerun_share is None:
         rerun_share = p.reruns if p.reruns is not None else DEFAULT_RERUNS

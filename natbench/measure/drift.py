@@ -4,8 +4,8 @@ A shared machine's speed for the same call drifts over tens of seconds (tiled NA
 5.8-8.5 ms in streaks while the matmul calibration stayed flat). R processes run back to back within 2 s all
 see one moment, so their bootstrap interval is too narrow for a run a minute later. `natbench noise` measures
 the drift once per machine: a few probe ops, each run as `natbench run` does, in rounds spread over minutes.
-Per probe, the variance of the rounds' log medians (robust: from their MAD) minus the median squared standard
-error of one round's median (from its own interval) is the drift variance; the floor is the probes' median.
+Per probe, the variance of the rounds' log medians minus the mean squared standard error of one round's
+median (from its own interval) is the drift variance; the floor is the probes' median.
 
 A row whose processes spanned less time than the profile's rounds gets the floor added (in quadrature, on the
 log scale) to its latency interval; `latency_drift_cv` and `latency_ci_method` say so. A sweep's case spreads
@@ -63,7 +63,7 @@ class ProbeDrift:
     standard_errors: list[float]  # of each round's log median, from its 95 % interval
     between_sd: float  # SD of the rounds' log medians (bursts included)
     between_robust_sd: float  # the same from their median absolute deviation
-    drift_sd: float  # sqrt(max(0, robust between^2 - median(se^2)))
+    drift_sd: float  # sqrt(max(0, between^2 - mean(se^2)))
 
 
 @dataclass(frozen=True)
@@ -112,20 +112,21 @@ def standard_error(median: float, low: float, high: float) -> float:
 
 
 def probe_drift(medians: Sequence[float], standard_errors: Sequence[float]) -> ProbeDrift:
-    """Robust scales (scipy's normal-scaled MAD, the median squared error): a burst that slows one or two
-    rounds is contention, which re-runs and compare handle, not the drift every run carries."""
+    """Drift from the plain SD of the rounds' log medians: rounds slowed by a burst are part of what a later
+    run may meet. (With the MAD instead, the floor read 1.7 % while 6 runs of four ops held each other's medians
+    in 43-100 % of the pairs; see the README.) The MAD-based scale is kept beside it."""
     from scipy.stats import median_abs_deviation
 
     if len(medians) < 2 or len(medians) != len(standard_errors):
         raise ValueError("drift needs >= 2 rounds, each with a median and its standard error")
     logs = [math.log(m) for m in medians]
-    between = float(median_abs_deviation(logs, scale="normal"))
-    within = statistics.median(se * se for se in standard_errors)
+    between = statistics.stdev(logs)
+    within = statistics.fmean(se * se for se in standard_errors)
     return ProbeDrift(
         [float(m) for m in medians],
         [float(s) for s in standard_errors],
-        statistics.stdev(logs),
         between,
+        float(median_abs_deviation(logs, scale="normal")),
         math.sqrt(max(0.0, between * between - within)),
     )
 

@@ -161,6 +161,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _drift_line(env: dict[str, Any]) -> str:
+    """This machine's `natbench noise` profile for torch's threads, in words."""
+    from natbench.measure import drift
+
+    try:
+        profile = drift.load(None, env)
+    except ValueError as exc:
+        return f"unreadable: {exc}"
+    if profile is None:
+        return "not measured (natbench noise): natbench run intervals hold their processes' spread only"
+    return f"{profile.floor:.1%} over {profile.span_s:g} s, measured {profile.measured_at}"
+
+
 def main(args: argparse.Namespace) -> int:
     env = collect()
     if args.json:
@@ -179,6 +192,7 @@ def main(args: argparse.Namespace) -> int:
         ("gpu", "none (CUDA not available)" if gpu is None else ", ".join(f"{k}={v}" for k, v in gpu.items()))
     )
     rows.append(("git sha", env["git_sha"] or "not a git checkout"))
+    rows.append(("drift floor", _drift_line(env)))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

@@ -224,3 +224,11 @@ def test_natbench_run_carries_the_floor_of_the_profile_it_was_given(tmp_path):
     env[drift.PROFILE_ENV] = str(tmp_path / "nope.json")
     got = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert got.returncode == 2 and "natbench noise --output" in got.stderr
+
+
+def test_natbench_env_says_whether_the_floor_was_measured(capsys):
+    assert cli_main(["env"]) == 0
+    assert "not measured (natbench noise)" in capsys.readouterr().out
+    drift.save(drift.build_profile({"p": probe_drift([1.0, 1.1], [0.0, 0.0])}, 60.0, 2, 5, None))
+    assert cli_main(["env"]) == 0
+    assert "drift floor" in (out := capsys.readouterr().out) and "over 60 s, measured 20" in out

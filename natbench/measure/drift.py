@@ -62,8 +62,8 @@ class ProbeDrift:
     medians_ms: list[float]  # one per round
     standard_errors: list[float]  # of each round's log median, from its 95 % interval
     between_sd: float  # SD of the rounds' log medians (bursts included)
-    between_robust_sd: float  # the same from their median absolute deviation
     drift_sd: float  # sqrt(max(0, between^2 - mean(se^2)))
+    between_robust_sd: float | None = None  # the SD read from their median absolute deviation
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,8 @@ def probe_drift(medians: Sequence[float], standard_errors: Sequence[float]) -> P
         [float(m) for m in medians],
         [float(s) for s in standard_errors],
         between,
-        float(median_abs_deviation(logs, scale="normal")),
         math.sqrt(max(0.0, between * between - within)),
+        float(median_abs_deviation(logs, scale="normal")),
     )
 
 

@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 Z95 = 1.959963984540054  # two-sided 95 %: the rows' intervals are 95 %
-PROFILE_ENV = (
-    "NATBENCH_DRIFT_PROFILE"  # a profile file to use instead of the per-machine one; "none": no floor
-)
+# a profile file to use instead of this machine's; "none": no floor
+PROFILE_ENV = "NATBENCH_DRIFT_PROFILE"
 
 # Ops that differ in what limits them (the tiled kernel's copies, window attention's partitions, a dense
 # SDPA), at sizes apart from the benchmarks that check the floor (56x56, 112x112).
@@ -141,8 +140,9 @@ def widen(row: dict[str, Any], profile: DriftProfile | None) -> dict[str, Any]:
     span = row.get("latency_span_s")
     # an unknown span (processes journaled before start times were kept) is a resumed sweep's: minutes long
     short = profile is not None and span is not None and span < profile.span_s
+    # a single process has no interval: widening a point would invent one
     if not short or profile.floor <= 0 or (row.get("repeats") or 0) < 2:
-        return row  # one process has no interval to widen
+        return row
     med, low, high = row["latency_ms"], row["latency_ci_low_ms"], row["latency_ci_high_ms"]
     if not (0 < low <= med <= high):
         return row

@@ -221,6 +221,9 @@ def test_natbench_run_carries_the_floor_of_the_profile_it_was_given(tmp_path):
     row = json.loads(got.stdout.strip().splitlines()[-1])
     assert row["latency_drift_cv"] == 0.06 and row["latency_span_s"] > 0
     assert row["latency_ci_high_ms"] / row["latency_ms"] >= math.exp(Z95 * 0.06) - 1e-9
+    env.pop(drift.PROFILE_ENV)  # none measured for 1 thread: the run says how to measure one
+    got = subprocess.run([*cmd, "--threads", "1"], capture_output=True, text=True, env=env, timeout=300)
+    assert got.returncode == 0 and "`natbench noise --threads 1` measures" in got.stderr
     env[drift.PROFILE_ENV] = str(tmp_path / "nope.json")
     got = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert got.returncode == 2 and "natbench noise --output" in got.stderr

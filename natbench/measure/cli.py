@@ -115,9 +115,10 @@ def main(args: argparse.Namespace) -> int:
         )
         row["env"] = collect()
         if profile is None and row.get("status") == "ok" and resolved["device"] == "cpu" and not args.json:
+            noise = "natbench noise" + (f" --threads {args.threads}" if args.threads else "")
             print(
-                "note: the interval holds these processes' spread only; `natbench noise` measures this machine's "
-                "drift between runs once, and later runs add it",
+                f"note: the interval holds these processes' spread only; `{noise}` measures this machine's "
+                "drift between runs once (a profile per thread count), and later runs add it",
                 file=sys.stderr,
             )
     if args.json:

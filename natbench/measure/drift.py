@@ -24,9 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
-Z95 = 1.959963984540054  # two-sided 95 %: the rows' intervals are 95 %
+from natbench.measure.stats import CONFIDENCE
+
+Z95 = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)  # the rows' intervals are CONFIDENCE (95 %) intervals
 # a profile file to use instead of this machine's; "none": no floor
 PROFILE_ENV = "NATBENCH_DRIFT_PROFILE"
 
@@ -62,7 +65,6 @@ class ProbeDrift:
     standard_errors: list[float]  # of each round's log median, from its 95 % interval
     between_sd: float  # SD of the rounds' log medians (bursts included)
     drift_sd: float  # sqrt(max(0, between^2 - mean(se^2)))
-    between_robust_sd: float | None = None  # the SD read from their median absolute deviation
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,7 @@ class DriftProfile:
         probes = data.get("probes") or {}
         if not isinstance(probes, dict) or not all(isinstance(v, dict) for v in probes.values()):
             raise ValueError("probes must map each probe's name to its drift")
-        fields = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - fields
+        unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown fields {sorted(unknown)}")
         return cls(**{**data, "probes": {k: ProbeDrift(**v) for k, v in probes.items()}})
@@ -112,10 +113,7 @@ def standard_error(median: float, low: float, high: float) -> float:
 
 def probe_drift(medians: Sequence[float], standard_errors: Sequence[float]) -> ProbeDrift:
     """Drift from the plain SD of the rounds' log medians: rounds slowed by a burst are part of what a later
-    run may meet. (With the MAD instead, the floor read 1.7 % while 6 runs of four ops held each other's medians
-    in 43-100 % of the pairs; see the README.) The MAD-based scale is kept beside it."""
-    from scipy.stats import median_abs_deviation
-
+    run may meet (a floor from their MAD ignored the bursts and under-covered; see the README)."""
     if len(medians) < 2 or len(medians) != len(standard_errors):
         raise ValueError("drift needs >= 2 rounds, each with a median and its standard error")
     logs = [math.log(m) for m in medians]
@@ -126,14 +124,13 @@ def probe_drift(medians: Sequence[float], standard_errors: Sequence[float]) -> P
         [float(s) for s in standard_errors],
         between,
         math.sqrt(max(0.0, between * between - within)),
-        float(median_abs_deviation(logs, scale="normal")),
     )
 
 
 def widen(row: dict[str, Any], profile: DriftProfile | None) -> dict[str, Any]:
     """Add the profile's floor to an ok row's latency interval when its processes spanned less than the
     profile's rounds (in place); record which interval the row carries."""
-    if row.get("status") != "ok" or row.get("latency_ms") is None or row.get("kind") == "pair":
+    if row.get("status") != "ok" or row.get("latency_ms") is None:
         return row
     row["latency_drift_cv"] = 0.0
     row["latency_ci_method"] = "bootstrap over processes"
@@ -171,11 +168,11 @@ def cache_dir() -> Path:
 
 
 def this_machine(threads: int | None, env: dict[str, Any] | None = None) -> tuple[str, str]:
-    import platform
-
+    """(machine key, host) a profile is filed under."""
     from natbench.env import collect, machine_key
 
-    return machine_key(env or collect(), "cpu", threads), platform.node()
+    env = env or collect()
+    return machine_key(env, "cpu", threads), env["hostname"]
 
 
 def profile_path(machine: str, host: str) -> Path:

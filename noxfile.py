@@ -26,7 +26,7 @@ PY = sys.executable  # the interpreter nox runs in: the project's environment
 DEFAULT_RESULTS = "out/cpu-quick"
 # CI's asv selection: cheap cases of every benchmark class; on CPU the CUDA case is recorded as skipped
 ASV_CI_BENCH = [
-    r"^asv_ops\.NeighborhoodAttentionCPU\.time_forward\('(tiled|reference)'",
+    r"^asv_ops\.NeighborhoodAttentionCPU\.time_forward\('(fused|tiled|reference)'",
     r"^asv_ops\.NeighborhoodAttentionCPU\.track_peak_mem\('tiled', 7, 14\)",
     r"^asv_ops\.(WindowAttentionCPU|FullAttentionCPU)\.time_forward",
     r"^asv_ops\.AttentionCUDA\.track_latency_ms\('na:natten', 7, 56, 'float16'\)",

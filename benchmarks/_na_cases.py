@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-NA_BACKENDS = ("tiled", "flex", "natten", "reference")
+NA_BACKENDS = ("fused", "tiled", "flex", "natten", "reference")
 BASELINES = ("window", "window-shifted", "full")
 OPS = NA_BACKENDS + BASELINES
 THREADS = int(os.environ.get("NATBENCH_BENCH_THREADS", "2"))  # the setting: 2 threads

@@ -11,7 +11,7 @@ import os
 
 FULL = os.environ.get("NATBENCH_ASV_FULL", "") not in ("", "0")
 
-NA_BACKENDS = ["tiled", "flex", "natten", "reference"]
+NA_BACKENDS = ["fused", "tiled", "flex", "natten", "reference"]
 KERNELS = [3, 7, 13] if FULL else [7]
 RESOLUTIONS = [14, 28, 56, 112] if FULL else [14, 28]
 CUDA_RESOLUTIONS = [56, 112, 224, 448] if FULL else [56, 112]

@@ -102,6 +102,12 @@ def backend_table() -> dict[str, str]:
     return {name: unavailable_reason(name, device) or "ok" for name in sorted(backends())}
 
 
+def _fused_build() -> str:
+    from natbench.attention import fused
+
+    return fused.build_info()
+
+
 @lru_cache(maxsize=1)
 def collect() -> dict[str, Any]:
     """The provenance dict stored with every result (computed once per process)."""
@@ -113,6 +119,7 @@ def collect() -> dict[str, Any]:
         "packages": {p: _version(p) for p in PACKAGES},
         "natten": natten_info(),
         "na_backends": backend_table(),
+        "na_fused_kernel": _fused_build(),
         "cpu": {"model": _cpu_model(), "cores": os.cpu_count(), "affinity": len(os.sched_getaffinity(0))},
         "torch_threads": torch.get_num_threads(),
         "gpu": _gpu(),
@@ -184,6 +191,7 @@ def main(args: argparse.Namespace) -> int:
     nat = env["natten"]
     rows.append(("natten libnatten", str(nat.get("has_libnatten", nat.get("import_error")))))
     rows += [(f"NA backend {k}", v) for k, v in env["na_backends"].items()]
+    rows.append(("fused kernel build", env.get("na_fused_kernel", "unknown")))
     cpu = env["cpu"]
     rows.append(("cpu", f"{cpu['model']} ({cpu['cores']} cores, {cpu['affinity']} usable)"))
     rows.append(("torch threads", str(env["torch_threads"])))

@@ -24,7 +24,7 @@ COLUMNS: dict[str, str] = {
     "error": "why a case is not ok (error message or skip reason)",
     "kind": "op | model | custom (a package.module:function case) | accuracy | pair (a paired ratio)",
     "target": "na | window | full | a create_model name",
-    "backend": "NA backend asked for (auto, tiled, flex, natten, reference) or the op's implementation",
+    "backend": "NA backend asked for (auto, fused, tiled, flex, natten, reference) or the op's implementation",
     "kernel": "what actually ran (natbench.attention.last_kernel(), e.g. natten:flex-fna)",
     "device": "cpu | cuda",
     "device_name": "CPU model or GPU name",

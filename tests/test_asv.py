@@ -42,7 +42,7 @@ def test_suite_has_the_planned_benchmarks(suite):
     } <= ours
     na = suite["asv_ops.NeighborhoodAttentionCPU.time_forward"]
     assert na.param_names == ["backend", "kernel_size", "resolution"]
-    assert na.params[0] == ["'tiled'", "'flex'", "'natten'", "'reference'"]
+    assert na.params[0] == ["'fused'", "'tiled'", "'flex'", "'natten'", "'reference'"]
     assert suite["asv_ops.AttentionCUDA.track_latency_ms"].unit == "ms"
     assert suite["asv_models.ModelInfo.track_macs"].unit == "MACs"
 

@@ -129,7 +129,8 @@ FLEX_CASES = [
 
 
 @pytest.mark.parametrize(
-    "backend,b,h,w,kernel,dilation", [("natten", *c) for c in CASES] + [("flex", *c) for c in FLEX_CASES]
+    "backend,b,h,w,kernel,dilation",
+    [(name, *c) for name in ("natten", "fused") for c in CASES] + [("flex", *c) for c in FLEX_CASES],
 )
 def test_backend_matches_reference(backend, b, h, w, kernel, dilation):
     q, k, v = qkv(b, h, w)
@@ -251,7 +252,7 @@ def _bad(**kw):
         ),
         (
             dict(rpb=torch.zeros(2, 5, 5), backend="natten"),
-            r"no relative positional bias; use 'tiled', 'flex' or 'reference'",
+            r"no relative positional bias; use 'fused', 'tiled', 'flex' or 'reference'",
         ),
         (dict(backend="cudnn"), r"unknown backend 'cudnn'; choose one of"),
         (dict(k=torch.zeros(1, 8, 9, 2, 8)), r"same shape"),

@@ -132,17 +132,17 @@ def test_tiled_bfloat16_close_to_float32_reference(path):
     torch.testing.assert_close(out.float(), ref, atol=3e-2, rtol=3e-2)
 
 
-def test_auto_picks_tiled_on_cpu():
+def test_auto_picks_tiled_for_training_on_cpu():
     assert backends()["tiled"].supports_rpb
-    assert resolve_backend("cpu", torch.float32, rpb=True) == "tiled"
+    assert resolve_backend("cpu", torch.float32, rpb=True, grad=True) == "tiled"
     q, k, v = _qkv(1, 24, 24)
-    neighborhood_attention_2d(q, k, v, 3, rpb=_rpb(3))
+    neighborhood_attention_2d(q, k, v, 3, rpb=_rpb(3), backend="tiled")
     assert last_kernel() == "tiled:tiled-sdpa"
     q, k, v = _qkv(1, 9, 9)  # up to 19x19 the masked call wins whatever the kernel
-    neighborhood_attention_2d(q, k, v, 3, rpb=_rpb(3))
+    neighborhood_attention_2d(q, k, v, 3, rpb=_rpb(3), backend="tiled")
     assert last_kernel() == "tiled:masked-sdpa"
     q, k, v = _qkv(1, 14, 14)  # a late NAT stage's map at k = 7: one masked SDPA over the map
-    neighborhood_attention_2d(q, k, v, 7, rpb=_rpb(7))
+    neighborhood_attention_2d(q, k, v, 7, rpb=_rpb(7), backend="tiled")
     assert last_kernel() == "tiled:masked-sdpa"
     assert "CPU only" in unavailable_reason("tiled", "cuda")
 

@@ -74,7 +74,7 @@ def test_bundled_presets_parse_and_expand():
     # whole layers at k = 7 for the layer-level claims: two NA backends and the Swin pair, 9 maps each
     assert len([s for s in wsa if s.kind == "custom" and s.kernel_size == 7]) == 3 * 9
     quick = expand(load_preset("cpu-quick"))
-    for target, backend in (("na", "tiled"), ("window", "sdpa"), ("full", "sdpa")):
+    for target, backend in (("na", "fused"), ("window", "sdpa"), ("full", "sdpa")):
         at_k7 = {
             s.resolution
             for s in quick

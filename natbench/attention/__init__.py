@@ -1,6 +1,7 @@
 """Attention ops natbench measures: neighborhood (several backends), Swin window, and full attention."""
 
 from natbench.attention import flex as _flex
+from natbench.attention import fused as _fused
 from natbench.attention import natten_backend as _natten
 from natbench.attention import tiled as _tiled
 from natbench.attention.functional import (
@@ -29,6 +30,16 @@ register_backend(
         False,
         _natten.why_unavailable,
         "natten.na2d: natten's fused kernels on CUDA, its unfused Flex path elsewhere",
+    )
+)
+register_backend(
+    Backend(
+        "fused",
+        _fused.na2d_fused,
+        True,
+        _fused.why_unavailable,
+        "natbench's C++ kernel: exactly kh*kw keys per query, one query per vector lane; CPU, forward only",
+        supports_backward=False,
     )
 )
 register_backend(

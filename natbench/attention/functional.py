@@ -27,11 +27,15 @@ class Backend:
     supports_rpb: bool
     why_unavailable: Callable[[torch.device, torch.dtype], str | None]
     description: str
+    supports_backward: bool = True
 
 
 _BACKENDS: dict[str, Backend] = {}
 # Fastest exact backend first; `auto` takes the first that can run the arguments.
-AUTO_ORDER: dict[str, list[str]] = {"cuda": ["natten", "flex"], "cpu": ["tiled", "flex", "reference"]}
+AUTO_ORDER: dict[str, list[str]] = {
+    "cuda": ["natten", "flex"],
+    "cpu": ["fused", "tiled", "flex", "reference"],
+}
 _state = threading.local()
 
 
@@ -49,29 +53,40 @@ def last_kernel() -> str | None:
 
 
 def unavailable_reason(
-    backend: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, rpb: bool = False
+    backend: str,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    rpb: bool = False,
+    grad: bool = False,
 ) -> str | None:
-    """None if `backend` can run here with these arguments, else why not, in words."""
+    """None if `backend` can run here with these arguments (`grad`: autograd needs its backward), else why not."""
     if backend not in _BACKENDS:
         return f"unknown backend {backend!r}; choose one of {sorted(_BACKENDS)} or 'auto'"
     b = _BACKENDS[backend]
     if rpb and not b.supports_rpb:
-        return f"backend {backend!r} has no relative positional bias; use 'tiled', 'flex' or 'reference' (or 'auto')"
+        return f"backend {backend!r} has no relative positional bias; use 'fused', 'tiled', 'flex' or 'reference' (or 'auto')"
+    if grad and not b.supports_backward:
+        return (
+            f"backend {backend!r} has no backward; use 'tiled' or 'auto' for training, "
+            "or run under torch.no_grad() / torch.inference_mode()"
+        )
     return b.why_unavailable(torch.device(device), dtype)
 
 
-def resolve_backend(device: torch.device | str, dtype: torch.dtype, rpb: bool, backend: str = "auto") -> str:
+def resolve_backend(
+    device: torch.device | str, dtype: torch.dtype, rpb: bool, backend: str = "auto", grad: bool = False
+) -> str:
     """The backend `backend` names for these arguments: itself, or auto's choice. Raises ValueError if none."""
     device = torch.device(device)
     if backend != "auto":
-        reason = unavailable_reason(backend, device, dtype, rpb)
+        reason = unavailable_reason(backend, device, dtype, rpb, grad)
         if reason is not None:
             raise ValueError(reason)
         return backend
     reasons = []
     for name in AUTO_ORDER.get(device.type, ["flex", "reference"]):
         if name in _BACKENDS:
-            reason = unavailable_reason(name, device, dtype, rpb)
+            reason = unavailable_reason(name, device, dtype, rpb, grad)
             if reason is None:
                 return name
             reasons.append(f"{name}: {reason}")
@@ -102,7 +117,8 @@ def neighborhood_attention_2d(
     val.check_rpb(rpb, q, ks)
     if rpb is not None and rpb.dtype != q.dtype and rpb.dtype != torch.float32:
         raise ValueError(f"rpb must be float32 or the query's dtype {q.dtype}, got {rpb.dtype}")
-    name = resolve_backend(q.device, q.dtype, rpb is not None, backend)
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, rpb))
+    name = resolve_backend(q.device, q.dtype, rpb is not None, backend, grad)
     out, kernel = _BACKENDS[name].fn(q, k, v, ks, dil, rpb, val.default_scale(q, scale))
     _state.kernel = f"{name}:{kernel}"
     return out

@@ -51,7 +51,7 @@ def compatible_kernels(q: torch.Tensor) -> list[str]:
 def na2d_natten(q, k, v, kernel_size, dilation, rpb, scale):
     if rpb is not None:  # guarded by the dispatcher too; natten has no RPB since 0.20
         raise ValueError(
-            "natten >= 0.20 has no relative positional bias; use backend 'tiled', 'flex' or 'reference'"
+            "natten >= 0.20 has no relative positional bias; use backend 'fused', 'tiled', 'flex' or 'reference'"
         )
     kernel = natten_kernel(q)
     with warnings.catch_warnings():

@@ -21,7 +21,7 @@ DTYPE_SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 MODES = ("inference", "training")
 DEVICES = ("cpu", "cuda", "auto")
 # NA backends a spec may name; whether one runs here is decided when the case runs (unavailable_reason).
-NA_BACKENDS = ("auto", "tiled", "flex", "natten", "reference")
+NA_BACKENDS = ("auto", "fused", "tiled", "flex", "natten", "reference")
 OP_IMPLEMENTATION = "sdpa"  # window and full attention run through torch SDPA
 # `package.module:function` names a user-supplied case factory (see natbench.measure.case).
 CUSTOM_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

@@ -50,23 +50,38 @@ CASES = [
     (2, 17, 20, 8, 3, 3, True, None),  # dilation: uneven residue classes
     (1, 31, 29, 32, 5, (4, 3), True, 0.5),
     (1, 10, 10, 8, 5, 2, True, None),  # map exactly kernel * dilation
+    (11, 9, 12, 16, 5, 1, True, None),  # lanes over images: a full group of 8 and a partial one
+    (8, 16, 16, 32, 7, 1, True, None),  # as a NAT stage at batch 8
 ]
 
 
+def test_the_cheaper_layout_is_chosen():
+    assert fused.lanes_over_batch(8, 56, 7) and fused.lanes_over_batch(8, 7, 7)
+    assert not fused.lanes_over_batch(1, 56, 7)
+    assert fused.lanes_over_batch(1, 7, 7) is False  # one image fills one lane of eight
+
+
+@pytest.fixture(params=["lanes-columns", "lanes-images"])
+def layout(request, monkeypatch):
+    """Force one layout of the keys, whatever the batch and map."""
+    monkeypatch.setattr(fused, "lanes_over_batch", lambda *args: request.param == "lanes-images")
+    return request.param
+
+
 @pytest.mark.parametrize("batch,height,width,dim,kernel,dilation,use_rpb,scale", CASES)
-def test_fused_matches_reference(batch, height, width, dim, kernel, dilation, use_rpb, scale):
+def test_fused_matches_reference(batch, height, width, dim, kernel, dilation, use_rpb, scale, layout):
     q, k, v = _qkv(batch, height, width, dim)
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     rpb = _rpb(kh, kw) if use_rpb else None
     ref = neighborhood_attention_2d(q, k, v, kernel, dilation, rpb, scale, backend="reference")
     out = neighborhood_attention_2d(q, k, v, kernel, dilation, rpb, scale, backend="fused")
-    assert last_kernel().startswith("fused:lanes-")
+    assert last_kernel() == f"fused:{layout}"
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
-def test_fused_reads_strided_views_of_one_qkv_projection():
+def test_fused_reads_strided_views_of_one_qkv_projection(layout):
     # As NAT calls it: q, k, v are unbound views of a [B, H, W, 3, heads, D] tensor.
-    qkv = torch.randn(2, 21, 26, 3, HEADS, 16)
+    qkv = torch.randn(10, 21, 26, 3, HEADS, 16)
     q, k, v = qkv.unbind(3)
     rpb = _rpb(7, 7)
     ref = neighborhood_attention_2d(q.contiguous(), k, v, 7, rpb=rpb, backend="reference")

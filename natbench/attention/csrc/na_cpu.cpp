@@ -15,9 +15,9 @@
 
 #include <algorithm>
 #include <array>
-#include <string>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace {
@@ -78,7 +78,7 @@ struct Work {
   std::vector<vf> q2, s2, acc2;  // a second query position (lanes over images, two positions at once)
   std::vector<vf> mask;  // border blocks, per union column: 0 where a lane sees it, else -inf
   std::vector<std::array<int, L>> dx;  // and per lane its RPB column (key - query)
-  Work(const Args& a)
+  explicit Work(const Args& a)
       : q(a.D),
         s(static_cast<size_t>(a.kh) * (L - 1 + a.kw)),
         acc(a.D),

@@ -98,6 +98,20 @@ def test_fused_with_huge_scores_stays_finite():
     torch.testing.assert_close(out.double(), ref, atol=5e-3, rtol=5e-3)
 
 
+@pytest.mark.parametrize("width,column", [(9, 7), (20, 16), (40, 1)])
+def test_a_nan_key_or_inf_value_stays_with_the_queries_that_see_it(width, column, layout):
+    # Border blocks score the union of their lanes' windows: a NaN there must not reach the other lanes.
+    q, k, v = _qkv(2, 5, width)
+    k[0, 2, column, 0, 1] = float("nan")
+    v[1, 3, column, 1, 2] = float("inf")
+    rpb = _rpb(3, 3)
+    out = neighborhood_attention_2d(q, k, v, 3, rpb=rpb, backend="fused")
+    ref = neighborhood_attention_2d(q, k, v, 3, rpb=rpb, backend="reference")
+    finite = torch.isfinite(ref)
+    assert torch.equal(torch.isfinite(out), finite) and not finite.all()
+    torch.testing.assert_close(out[finite], ref[finite], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_fused_low_precision_computes_in_float32(dtype):
     q, k, v = (t.to(dtype) for t in _qkv(1, 15, 18, 16))
@@ -136,7 +150,7 @@ def test_without_the_kernel_auto_falls_back_and_says_why(monkeypatch):
     monkeypatch.setattr(fused, "_na_cpu", None)
     monkeypatch.setattr(fused, "_IMPORT_ERROR", "No module named 'natbench.attention._na_cpu'", raising=False)
     reason = unavailable_reason("fused")
-    assert "C++ kernel is not built" in reason and "pip install --no-build-isolation -e ." in reason
+    assert "C++ kernel cannot load" in reason and "pip install --no-build-isolation -e ." in reason
     assert resolve_backend("cpu", torch.float32, rpb=True) == "tiled"
 
 
@@ -155,3 +169,15 @@ def test_env_records_how_the_kernel_was_built(capsys, monkeypatch):
     monkeypatch.setattr(fused, "_na_cpu", None)
     monkeypatch.setattr(fused, "_IMPORT_ERROR", "no compiler", raising=False)
     assert fused.build_info() == "not built (no compiler)"
+
+
+def test_a_kernel_built_for_another_cpu_is_not_loaded(tmp_path):
+    # -march=native code dies of SIGILL on a CPU without the builder's extensions (a shared install).
+    built, cpuinfo = tmp_path / "isa", tmp_path / "cpuinfo"
+    built.write_text("avx avx2 avx512f fma\n")
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx avx2 fma\n")
+    assert fused.missing_isa(built, cpuinfo) == ["avx512f"]
+    cpuinfo.write_text("flags\t\t: fpu avx avx2 avx512f fma avx512vl\n")
+    assert fused.missing_isa(built, cpuinfo) == []
+    assert fused.missing_isa(tmp_path / "absent", cpuinfo) == []  # built elsewhere or not on Linux: no check
+    assert fused.ISA_FILE.exists() and fused.missing_isa() == []  # this install's record matches this CPU

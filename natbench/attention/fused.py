@@ -7,15 +7,34 @@ Dilated maps run per residue class. Training falls back to `tiled` through `auto
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from natbench.attention.neighborhood import per_residue_class
 
-try:
-    from natbench.attention import _na_cpu
-except ImportError as exc:  # built by `pip install -e .` when a C++ compiler is present
-    _na_cpu = None
-    _IMPORT_ERROR = str(exc)
+ISA_FILE = Path(__file__).with_name("_na_cpu.isa")  # written by setup.py next to the kernel it builds
+
+
+def missing_isa(built: Path = ISA_FILE, cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """Instruction-set flags of the CPU that built the kernel (-march=native) that this CPU lacks."""
+    try:
+        need = set(built.read_text().split())
+        have = next(x for x in cpuinfo.read_text().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted(need - set(have.partition(":")[2].split()))
+
+
+_na_cpu = None
+_IMPORT_ERROR = ""
+if _MISSING := missing_isa():
+    _IMPORT_ERROR = f"it was compiled on a CPU with {', '.join(_MISSING)}, which this CPU lacks"
+else:
+    try:
+        from natbench.attention import _na_cpu
+    except ImportError as exc:  # built by `pip install -e .` when a C++ compiler is present
+        _IMPORT_ERROR = str(exc)
 
 
 LANES = 8 if _na_cpu is None else _na_cpu.lanes()
@@ -88,8 +107,8 @@ def build_info() -> str:
 def why_unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
     if _na_cpu is None:
         return (
-            f"natbench's C++ kernel is not built ({_IMPORT_ERROR}); reinstall with a C++ compiler present: "
-            "pip install --no-build-isolation -e ."
+            f"natbench's C++ kernel cannot load ({_IMPORT_ERROR}); rebuild it on this machine with a C++ "
+            "compiler present: pip install --no-build-isolation -e ."
         )
     if device.type != "cpu":
         return f"fused is natbench's CPU kernel, not for {device.type}; use 'natten' or 'flex'"

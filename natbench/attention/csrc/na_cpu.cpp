@@ -109,22 +109,28 @@ struct Block {
   const float* V;
 };
 
+#if defined(__clang__)
+#define NATBENCH_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else  // GCC: __builtin_shufflevector only from GCC 12
+#define NATBENCH_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, vi{__VA_ARGS__})
+#endif
+
 // In-register 8x8 transpose: r[m][l] -> r[l][m].
 inline void transpose8(vf* r) {
   static_assert(L == 8, "transpose8 needs 8 lanes");
   vf t[8], u[8];
   for (int m = 0; m < 8; m += 2) {
-    t[m] = __builtin_shufflevector(r[m], r[m + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-    t[m + 1] = __builtin_shufflevector(r[m], r[m + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    t[m] = NATBENCH_SHUFFLE(r[m], r[m + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[m + 1] = NATBENCH_SHUFFLE(r[m], r[m + 1], 2, 10, 3, 11, 6, 14, 7, 15);
   }
   for (int m = 0; m < 8; m += 4)
     for (int h = 0; h < 2; ++h) {
-      u[m + 2 * h] = __builtin_shufflevector(t[m + h], t[m + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-      u[m + 2 * h + 1] = __builtin_shufflevector(t[m + h], t[m + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+      u[m + 2 * h] = NATBENCH_SHUFFLE(t[m + h], t[m + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+      u[m + 2 * h + 1] = NATBENCH_SHUFFLE(t[m + h], t[m + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
     }
   for (int m = 0; m < 4; ++m) {
-    r[m] = __builtin_shufflevector(u[m], u[m + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-    r[m + 4] = __builtin_shufflevector(u[m], u[m + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    r[m] = NATBENCH_SHUFFLE(u[m], u[m + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[m + 4] = NATBENCH_SHUFFLE(u[m], u[m + 4], 4, 5, 6, 7, 12, 13, 14, 15);
   }
 }
 
@@ -242,6 +248,36 @@ inline void broadcast_scores(const Work& w, const float* krow, int64_t W, int64_
   for (int u = 0; u < N; ++u) s[u] = acc[u];
 }
 
+// One lane of a block from its own kh x kw keys only, in scalar code: as the reference, also for NaN / inf.
+void exact_lane(const Args& a, const Block& blk, Work& w, int l, int first, vf& inv) {
+  const int64_t W = a.W, D = a.D;
+  const float* q = reinterpret_cast<const float*>(w.q.data());
+  float* acc = reinterpret_cast<float*>(w.acc.data());
+  std::vector<float> p(static_cast<size_t>(a.kh) * a.kw);
+  float m = -INFINITY;
+  for (int y = 0; y < a.kh; ++y)
+    for (int x = 0; x < a.kw; ++x) {
+      const float* k = blk.K + (blk.r0 + y) * D * W + first + x;
+      float s = 0.0f;
+      for (int64_t d = 0; d < D; ++d) s += q[d * L + l] * k[d * W];
+      if (a.rpb) s += bias(a, blk.h, blk.r0 + y - static_cast<int>(blk.i), first + x - blk.j0 - l);
+      p[y * a.kw + x] = s;
+      m = (s > m || s != s) ? s : m;
+    }
+  float sum = 0.0f;
+  for (float& e : p) sum += (e = std::exp(e - m));
+  for (int64_t d = 0; d < D; ++d) {
+    float o = 0.0f;
+    for (int y = 0; y < a.kh; ++y)
+      for (int x = 0; x < a.kw; ++x) o += p[y * a.kw + x] * blk.V[(blk.r0 + y) * D * W + d * W + first + x];
+    acc[d * L + l] = o / sum;
+  }
+  float f[L];
+  std::memcpy(f, &inv, sizeof f);
+  f[l] = 1.0f;
+  std::memcpy(&inv, f, sizeof f);
+}
+
 // Any block, borders included: scores against every key column in the union of the lanes' windows, the
 // columns a lane does not see masked to -inf.
 void border(const Args& a, const Block& blk, Work& w) {
@@ -289,8 +325,15 @@ void border(const Args& a, const Block& blk, Work& w) {
       }
     }
   }
-  const vf inv = softmax(w.s.data(), a.kh * U);
+  vf inv = softmax(w.s.data(), a.kh * U);
   weighted_sum<true>(a, w, a.kh, U, W, [&](int y, int u) { return blk.V + (blk.r0 + y) * D * W + c0 + u; });
+  // A NaN or inf key or value in the union reaches lanes that do not see it (0 * inf): redo those lanes alone.
+  vf probe = splat(0.0f);
+  for (int64_t d = 0; d < D; ++d) probe += w.acc[d] * inv * 0.0f;
+  float lanes[L];
+  std::memcpy(lanes, &probe, sizeof lanes);
+  for (int l = 0; l < blk.n; ++l)
+    if (lanes[l] != 0.0f) exact_lane(a, blk, w, l, first[l], inv);
   store(a, out_at(a, blk.b, blk.i, blk.j0, blk.h), a.os[2], blk.n, w.acc, inv);
 }
 

@@ -52,6 +52,8 @@ CASES = [
     (1, 10, 10, 8, 5, 2, True, None),  # map exactly kernel * dilation
     (11, 9, 12, 16, 5, 1, True, None),  # lanes over images: a full group of 8 and a partial one
     (8, 16, 16, 32, 7, 1, True, None),  # as a NAT stage at batch 8
+    (11, 13, 17, 16, 3, 2, True, None),  # dilation with a full and a partial group of images
+    (1, 28, 28, 32, 7, 3, False, None),  # classes 10 and 9 wide, no interior block: all in one call
 ]
 
 
@@ -86,6 +88,10 @@ def test_fused_reads_strided_views_of_one_qkv_projection(layout):
     rpb = _rpb(7, 7)
     ref = neighborhood_attention_2d(q.contiguous(), k, v, 7, rpb=rpb, backend="reference")
     torch.testing.assert_close(neighborhood_attention_2d(q, k, v, 7, rpb=rpb, backend="fused"), ref)
+    # Channels not contiguous (the kernel's scalar packing path), with dilation.
+    k2, v2 = (torch.randn(10, 21, 26, 16, HEADS).transpose(3, 4) for _ in range(2))
+    ref = neighborhood_attention_2d(q.contiguous(), k2, v2, 5, 2, rpb=_rpb(5, 5), backend="reference")
+    torch.testing.assert_close(neighborhood_attention_2d(q, k2, v2, 5, 2, rpb=_rpb(5, 5), backend="fused"), ref)
 
 
 def test_fused_with_huge_scores_stays_finite():

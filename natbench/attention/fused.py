@@ -1,8 +1,9 @@
 """natbench's fused C++ neighborhood attention for CPU ("fused"): forward only, computed in float32.
 
 Each query sees exactly its kh x kw keys (no halo, unlike `tiled`), one query per vector lane; see
-csrc/na_cpu.cpp. Keys and values are copied once into the [B, heads, H, D, W] layout the kernel reads.
-Dilated maps run per residue class. Training falls back to `tiled` through `auto` (no backward here).
+csrc/na_cpu.cpp. The kernel copies keys and values once into the layout it reads, per residue class of a
+dilated map, and runs every class in one parallel loop. Training falls back to `tiled` through `auto` (no
+backward here).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from natbench.attention.neighborhood import per_residue_class
 
 ISA_FILE = Path(__file__).with_name("_na_cpu.isa")  # written by setup.py next to the kernel it builds
 
@@ -63,40 +63,16 @@ def lanes_over_batch(batch: int, width: int, kw: int) -> bool:
     return IMAGE_LANE_COST * -(-batch // LANES) * width * kw <= batch * _row_cost(width, kw)
 
 
-def _packed(x: torch.Tensor, batch_lanes: bool) -> torch.Tensor:
-    """[B, H, W, heads, D] (any strides and float dtype) -> the contiguous float32 layout the kernel reads."""
-    b, h, w, heads, d = x.shape
-    if not batch_lanes:
-        return torch.empty((b, heads, h, d, w), dtype=torch.float32).copy_(x.permute(0, 3, 1, 4, 2))
-    groups = -(-b // LANES)
-    buf = torch.empty((groups, heads, h, w, d, LANES), dtype=torch.float32)
-    if groups * LANES != b:
-        buf.zero_()
-    view = buf.permute(0, 5, 2, 3, 1, 4)  # [groups, LANES, H, W, heads, D]
-    full = b // LANES
-    if full:
-        view[:full].copy_(x[: full * LANES].unflatten(0, (full, LANES)))
-    if full < groups:
-        view[full, : b - full * LANES].copy_(x[full * LANES :])
-    return buf
-
-
-def _dense(q, k, v, kernel_size, rpb, scale) -> tuple[torch.Tensor, str]:
-    qf = q if q.dtype == torch.float32 else q.float()
-    out = torch.empty(q.shape, dtype=torch.float32)
-    bias = None if rpb is None else rpb.detach().to(torch.float32).contiguous()
-    batch_lanes = lanes_over_batch(q.shape[0], q.shape[2], kernel_size[1])
-    kt, vt = _packed(k, batch_lanes), _packed(v, batch_lanes)
-    _na_cpu.na2d_forward(qf, kt, vt, out, bias, *kernel_size, scale, batch_lanes)
-    out = out if q.dtype == torch.float32 else out.to(q.dtype)
-    return out, "lanes-images" if batch_lanes else "lanes-columns"
-
-
 def na2d_fused(q, k, v, kernel_size, dilation, rpb, scale) -> tuple[torch.Tensor, str]:
     """Backend entry point: returns the output and the kernel that ran ("lanes-columns" or "lanes-images")."""
-    if tuple(dilation) == (1, 1):
-        return _dense(q, k, v, kernel_size, rpb, scale)
-    return per_residue_class(lambda *maps: _dense(*maps, kernel_size, rpb, scale), q, k, v, dilation)
+    out = torch.empty(q.shape, dtype=torch.float32)
+    bias = None if rpb is None else rpb.detach().to(torch.float32).contiguous()
+    # The kernel packs k and v per residue class itself, from any strides and float dtype.
+    batch_lanes = lanes_over_batch(q.shape[0], q.shape[2] // dilation[1], kernel_size[1])
+    qf = q if q.dtype == torch.float32 else q.float()
+    _na_cpu.na2d_forward(qf, k, v, out, bias, *kernel_size, *dilation, scale, batch_lanes)
+    out = out if q.dtype == torch.float32 else out.to(q.dtype)
+    return out, "lanes-images" if batch_lanes else "lanes-columns"
 
 
 def build_info() -> str:

@@ -1,5 +1,5 @@
-// Fused 2-D neighborhood attention for CPU, forward only, float32, dilation 1 (fused.py splits dilated maps
-// into their residue classes). Legacy NATTEN semantics: windows shift inward at the borders.
+// Fused 2-D neighborhood attention for CPU, forward only, computed in float32. Legacy NATTEN semantics: windows
+// shift inward at the borders; a dilated map is dilation-1 NA on each residue class, all classes in one call.
 //
 // Queries go L at a time, one per vector lane, in one of two layouts of the keys and values:
 //  - lanes over columns ("row"; keys [B, heads, H, D, W]): one task is one (image, head, query row), in blocks
@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -465,41 +466,139 @@ void batch_row(const Args& a, int64_t task, Work& w) {
   }
 }
 
-void na2d_forward(const torch::Tensor& q, const torch::Tensor& kt, const torch::Tensor& vt, torch::Tensor& out,
-                  const c10::optional<torch::Tensor>& rpb, int64_t kh, int64_t kw, double scale, bool batch_lanes) {
-  TORCH_CHECK(q.dim() == 5 && out.dim() == 5 && q.sizes() == out.sizes(), "q and out must be [B, H, W, heads, D]");
-  for (const torch::Tensor* t : {&q, &kt, &vt, static_cast<const torch::Tensor*>(&out)})
-    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == torch::kFloat32, "tensors must be float32 on CPU");
-  const int64_t B = q.size(0), H = q.size(1), W = q.size(2), heads = q.size(3), D = q.size(4);
-  const std::vector<int64_t> kv_shape = batch_lanes ? std::vector<int64_t>{(B + L - 1) / L, heads, H, W, D, L}
-                                                    : std::vector<int64_t>{B, heads, H, D, W};
-  TORCH_CHECK(kt.sizes() == kv_shape && vt.sizes() == kv_shape && kt.is_contiguous() && vt.is_contiguous(),
-              "keys and values must be contiguous ", batch_lanes ? "[B / L, heads, H, W, D, L]" : "[B, heads, H, D, W]");
-  TORCH_CHECK(kh % 2 == 1 && kw % 2 == 1 && kh <= H && kw <= W, "kernel must be odd and fit the map");
-  Args a{};
-  a.q = q.data_ptr<float>();
-  a.kt = kt.data_ptr<float>();
-  a.vt = vt.data_ptr<float>();
-  a.out = out.data_ptr<float>();
-  for (int d = 0; d < 5; ++d) {
-    a.qs[d] = q.stride(d);
-    a.os[d] = out.stride(d);
+// One residue class of a dilated map (the whole map at dilation 1): its own undilated NA problem. Queries and
+// outputs are strided views of the caller's tensors; keys and values are packed per class into `kt` / `vt`.
+struct ClassProblem {
+  Args a;
+  int64_t cy, cx;  // first map row / column of the class
+  int64_t first_task;
+};
+
+// Copies the keys (or values) of one task's row, [B, H, W, heads, D] with strides `s`, into the packed layout.
+template <typename T>
+void pack_row(const ClassProblem& p, const T* src, const int64_t* s, float* dst, int64_t dh, int64_t dw,
+              bool batch_lanes, int64_t task) {
+  const Args& a = p.a;
+  const int64_t i = task % a.H, h = (task / a.H) % a.heads, g = task / (a.H * a.heads);
+  const T* row = src + (p.cy + i * dh) * s[1] + h * s[3];
+  auto at = [&](int64_t b, int64_t c) { return row + b * s[0] + (p.cx + c * dw) * s[2]; };
+  // float32 with contiguous channels: 8 x 8 blocks through an in-register transpose.
+  const bool blocks = std::is_same<T, float>::value && s[4] == 1 && a.D % L == 0;
+  if (!batch_lanes) {  // [B, heads, H, D, W]
+    float* out = dst + ((g * a.heads + h) * a.H + i) * a.D * a.W;
+    int64_t c = 0;
+    if (blocks)
+      for (; c + L <= a.W; c += L)
+        for (int64_t d0 = 0; d0 < a.D; d0 += L) {
+          vf r[L];
+          for (int m = 0; m < L; ++m) std::memcpy(&r[m], at(g, c + m) + d0, sizeof(vf));
+          transpose8(r);
+          for (int m = 0; m < L; ++m) std::memcpy(out + (d0 + m) * a.W + c, &r[m], sizeof(vf));
+        }
+    for (; c < a.W; ++c) {
+      const T* x = at(g, c);
+      for (int64_t d = 0; d < a.D; ++d) out[d * a.W + c] = static_cast<float>(x[d * s[4]]);
+    }
+    return;
   }
+  float* out = dst + ((g * a.heads + h) * a.H + i) * a.W * a.D * L;  // [B / L, heads, H, W, D, L]
+  const int n = static_cast<int>(std::min<int64_t>(L, a.B - g * L));
+  for (int64_t c = 0; c < a.W; ++c, out += a.D * L) {
+    if (blocks && n == L) {
+      for (int64_t d0 = 0; d0 < a.D; d0 += L) {
+        vf r[L];
+        for (int l = 0; l < L; ++l) std::memcpy(&r[l], at(g * L + l, c) + d0, sizeof(vf));
+        transpose8(r);
+        std::memcpy(out + d0 * L, r, sizeof r);
+      }
+      continue;
+    }
+    for (int l = 0; l < L; ++l) {
+      const T* x = l < n ? at(g * L + l, c) : nullptr;
+      for (int64_t d = 0; d < a.D; ++d) out[d * L + l] = x ? static_cast<float>(x[d * s[4]]) : 0.0f;
+    }
+  }
+}
+
+// Runs every task of every class in one parallel loop: make() gives each chunk its fn(problem, local task).
+template <typename Make>
+void for_each_task(const std::vector<ClassProblem>& classes, int64_t tasks, Make make) {
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    auto fn = make();
+    auto it = classes.begin();
+    for (int64_t task = begin; task < end; ++task) {
+      while (it + 1 != classes.end() && task >= (it + 1)->first_task) ++it;
+      fn(*it, task - it->first_task);
+    }
+  });
+}
+
+// q, k, v, out: [B, H, W, heads, D], any strides; q and out float32, k and v float32, bfloat16 or float16.
+void na2d_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, torch::Tensor& out,
+                  const c10::optional<torch::Tensor>& rpb, int64_t kh, int64_t kw, int64_t dh, int64_t dw,
+                  double scale, bool batch_lanes) {
+  for (const torch::Tensor* t : {&q, &k, &v, static_cast<const torch::Tensor*>(&out)})
+    TORCH_CHECK(t->dim() == 5 && t->sizes() == q.sizes() && t->device().is_cpu(),
+                "q, k, v and out must be [B, H, W, heads, D] on CPU, of one shape");
+  TORCH_CHECK(q.scalar_type() == torch::kFloat32 && out.scalar_type() == torch::kFloat32, "q and out: float32");
+  TORCH_CHECK(k.scalar_type() == v.scalar_type(), "k and v must have one dtype");
+  const int64_t B = q.size(0), H = q.size(1), W = q.size(2), heads = q.size(3), D = q.size(4);
+  TORCH_CHECK(kh % 2 == 1 && kw % 2 == 1 && dh >= 1 && dw >= 1 && kh * dh <= H && kw * dw <= W,
+              "kernel must be odd and kernel * dilation fit the map");
+  const float* bias_table = nullptr;
   if (rpb.has_value()) {
     const auto& r = *rpb;
     TORCH_CHECK(r.scalar_type() == torch::kFloat32 && r.is_contiguous() &&
                     r.sizes() == std::vector<int64_t>({heads, 2 * kh - 1, 2 * kw - 1}),
                 "rpb must be contiguous float32 [heads, 2kh-1, 2kw-1]");
-    a.rpb = r.data_ptr<float>();
+    bias_table = r.data_ptr<float>();
   }
-  a.B = B, a.heads = heads, a.H = H, a.W = W, a.D = D;
-  a.kh = static_cast<int>(kh), a.kw = static_cast<int>(kw);
-  a.scale = static_cast<float>(scale);
-  const int64_t tasks = (batch_lanes ? (B + L - 1) / L : B) * heads * H;
+  const int64_t groups = batch_lanes ? (B + L - 1) / L : B;
+  std::vector<ClassProblem> classes;
+  int64_t tasks = 0, floats = 0;
+  std::vector<int64_t> offset;
+  for (int64_t cy = 0; cy < dh; ++cy)
+    for (int64_t cx = 0; cx < dw; ++cx) {
+      ClassProblem p{};
+      Args& a = p.a;
+      a.B = B, a.heads = heads, a.D = D;
+      a.H = (H - cy + dh - 1) / dh, a.W = (W - cx + dw - 1) / dw;
+      a.kh = static_cast<int>(kh), a.kw = static_cast<int>(kw);
+      a.scale = static_cast<float>(scale);
+      a.rpb = bias_table;
+      a.q = q.data_ptr<float>() + cy * q.stride(1) + cx * q.stride(2);
+      a.out = out.data_ptr<float>() + cy * out.stride(1) + cx * out.stride(2);
+      for (int d = 0; d < 5; ++d) {
+        const int64_t step = d == 1 ? dh : d == 2 ? dw : 1;
+        a.qs[d] = q.stride(d) * step;
+        a.os[d] = out.stride(d) * step;
+      }
+      p.cy = cy, p.cx = cx, p.first_task = tasks;
+      tasks += groups * heads * a.H;
+      offset.push_back(floats);
+      floats += groups * heads * a.H * a.W * D * (batch_lanes ? L : 1);
+      classes.push_back(p);
+    }
+  const torch::Tensor kt = torch::empty({floats}, q.options()), vt = torch::empty({floats}, q.options());
+  for (size_t c = 0; c < classes.size(); ++c) {
+    classes[c].a.kt = kt.data_ptr<float>() + offset[c];
+    classes[c].a.vt = vt.data_ptr<float>() + offset[c];
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, k.scalar_type(), "na2d_pack", [&] {
+    const scalar_t *ks = k.data_ptr<scalar_t>(), *vs = v.data_ptr<scalar_t>();
+    const std::vector<int64_t> kstr(k.strides().begin(), k.strides().end());
+    const std::vector<int64_t> vstr(v.strides().begin(), v.strides().end());
+    for_each_task(classes, tasks, [&] {
+      return [&](const ClassProblem& p, int64_t task) {
+        pack_row(p, ks, kstr.data(), const_cast<float*>(p.a.kt), dh, dw, batch_lanes, task);
+        pack_row(p, vs, vstr.data(), const_cast<float*>(p.a.vt), dh, dw, batch_lanes, task);
+      };
+    });
+  });
   auto run = [&](auto kernel) {
-    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-      Work w(a);
-      for (int64_t task = begin; task < end; ++task) kernel(a, task, w);
+    for_each_task(classes, tasks, [&] {
+      // Work is sized by kh, kw and D, which every class shares.
+      return [&, w = Work(classes[0].a)](const ClassProblem& p, int64_t task) mutable { kernel(p.a, task, w); };
     });
   };
 #define NATBENCH_DISPATCH(K) \
@@ -534,6 +633,6 @@ std::string build_info() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("build_info", &build_info, "compiler, instruction set and vector width the kernel was built with");
-  m.def("na2d_forward", &na2d_forward, "fused neighborhood attention forward (float32, dilation 1)");
+  m.def("na2d_forward", &na2d_forward, "fused neighborhood attention forward, computed in float32");
   m.def("lanes", [] { return L; });
 }

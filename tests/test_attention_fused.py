@@ -91,7 +91,9 @@ def test_fused_reads_strided_views_of_one_qkv_projection(layout):
     # Channels not contiguous (the kernel's scalar packing path), with dilation.
     k2, v2 = (torch.randn(10, 21, 26, 16, HEADS).transpose(3, 4) for _ in range(2))
     ref = neighborhood_attention_2d(q.contiguous(), k2, v2, 5, 2, rpb=_rpb(5, 5), backend="reference")
-    torch.testing.assert_close(neighborhood_attention_2d(q, k2, v2, 5, 2, rpb=_rpb(5, 5), backend="fused"), ref)
+    torch.testing.assert_close(
+        neighborhood_attention_2d(q, k2, v2, 5, 2, rpb=_rpb(5, 5), backend="fused"), ref
+    )
 
 
 def test_fused_with_huge_scores_stays_finite():

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-
 ISA_FILE = Path(__file__).with_name("_na_cpu.isa")  # written by setup.py next to the kernel it builds
 
 

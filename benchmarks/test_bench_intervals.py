@@ -82,7 +82,7 @@ def coverage(runs: int, threads: int | None) -> dict:
         widths = [r["latency_ci_high_ms"] - r["latency_ci_low_ms"] for r in rows]
         own_widths = [r["latency_process_ci_high_ms"] - r["latency_process_ci_low_ms"] for r in rows]
         out[f"{target} {res}x{res}"] = {
-            "drift_floor": profile.floor if profile else None,
+            "drift_floor": profile.floor_for(target)[0] if profile else None,  # what `natbench run` adds
             "latency_coverage": lat[0] / lat[1],
             "latency_coverage_without_floor": own[0] / own[1],
             "median_width_without_floor_ms": statistics.median(own_widths),
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             for case, c in coverage(args.runs, threads).items():
                 floor = c["drift_floor"]
                 print(
-                    f"coverage {case}: latency {c['latency_coverage']:.0%} with the drift floor "
+                    f"coverage {case}: latency {c['latency_coverage']:.0%} with its op's drift floor "
                     f"({'%.1f %%' % (100 * floor) if floor is not None else 'none: run natbench noise'}), "
                     f"{c['latency_coverage_without_floor']:.0%} without (width "
                     f"{c['median_width_without_floor_ms']:.3f} ms), memory {c['memory_coverage']:.0%} "

@@ -8,6 +8,7 @@ import os
 import statistics
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -68,6 +69,34 @@ def test_widen_adds_the_floor_in_quadrature_to_a_short_runs_interval():
     assert row["latency_drift_cv"] == 0.05 and "machine drift 5.0%" in row["latency_ci_method"]
 
 
+def _probed(na=0.0, window=0.053, full=0.0) -> DriftProfile:
+    """A profile as one spell measured it: the window probe drifted, the others did not (median 0)."""
+    probes = {
+        name: drift.ProbeDrift([1.0, 1.0], [0.0, 0.0], sd, sd)
+        for name, sd in (("na-64", na), ("window-64", window), ("full-32", full))
+    }
+    return replace(_profile(0.0), probes=probes)
+
+
+def test_each_op_takes_its_own_probes_drift_and_other_ops_the_largest():
+    profile = _probed()
+    assert profile.floor_for("window") == (0.053, "its op's probe, window")
+    assert profile.floor_for("na") == (0.0, "its op's probe, na")
+    assert profile.floor_for("nat_tiny") == (0.053, "the largest probe, window-64")
+    assert _profile(0.04).floor_for("window") == (0.04, "the profile's floor")  # a profile without probes
+
+
+def test_widen_uses_the_rows_op_not_the_profiles_median():
+    # The profile's median floor is 0: one floor for every op left window rows at 30-53 % coverage.
+    window = widen({**_row(), "target": "window"}, _probed())
+    assert window["latency_drift_cv"] == 0.053 and "its op's probe, window" in window["latency_ci_method"]
+    assert window["latency_ci_high_ms"] / 10 > math.exp(Z95 * 0.053)
+    na = widen({**_row(), "target": "na"}, _probed())
+    assert na["latency_drift_cv"] == 0.0 and na["latency_ci_high_ms"] == 10.5
+    model = widen(_row(), _probed(), target="nat_tiny")
+    assert model["latency_drift_cv"] == 0.053 and "largest probe" in model["latency_ci_method"]
+
+
 @pytest.mark.parametrize(
     "row, profile",
     [
@@ -96,6 +125,10 @@ def test_finish_records_the_processes_span_and_widens_by_the_profile():
     row = repeat.finish({"target": "na"}, procs, 3, drift=_profile(0.04))
     assert row["latency_span_s"] == 3.0 and "started_at" not in row
     assert row["latency_drift_cv"] == 0.04
+    # the case's op picks the probe, also when its processes' rows do not name it
+    assert (
+        repeat.finish({"target": "window"}, procs, 3, drift=_probed(window=0.07))["latency_drift_cv"] == 0.07
+    )
     assert row["latency_ci_high_ms"] / row["latency_ms"] > math.exp(Z95 * 0.04)
 
 

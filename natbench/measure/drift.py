@@ -5,9 +5,11 @@ A shared machine's speed for the same call drifts over tens of seconds (tiled NA
 see one moment, so their bootstrap interval is too narrow for a run a minute later. `natbench noise` measures
 the drift once per machine: a few probe ops, each run as `natbench run` does, in rounds spread over minutes.
 Per probe, the variance of the rounds' log medians minus the mean squared standard error of one round's
-median (from its own interval) is the drift variance; the floor is the probes' median.
+median (from its own interval) is the drift variance. Ops drift apart (one spell: window attention 5.3 %, tiled
+NA and dense attention 0.0 %), so a row takes its own op family's probe, and any other op (models, layers) the
+largest probe's; the profile's `floor`, the probes' median, only summarises the machine.
 
-A row whose processes spanned less time than the profile's rounds gets the floor added (in quadrature, on the
+A row whose processes spanned less time than the profile's rounds gets that floor added (in quadrature, on the
 log scale) to its latency interval; `latency_drift_cv` and `latency_ci_method` say so. A sweep's case spreads
 its processes over the sweep's minutes and carries the drift in its own spread: it gets no floor.
 """
@@ -82,6 +84,17 @@ class DriftProfile:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def floor_for(self, target: str | None) -> tuple[float, str]:
+        """(drift, where it comes from) for a row of `target`: the probe of its op family ("na", "window",
+        "full"), else the largest probe's drift, else (a profile without probes) the profile's floor."""
+        own = [d.drift_sd for name, d in self.probes.items() if PROBES.get(name, {}).get("target") == target]
+        if own:
+            return max(own), f"its op's probe, {target}"
+        if self.probes:
+            name = max(self.probes, key=lambda n: self.probes[n].drift_sd)
+            return self.probes[name].drift_sd, f"the largest probe, {name}"
+        return self.floor, "the profile's floor"
+
     @classmethod
     def from_dict(cls, data: Any) -> DriftProfile:
         """A profile from its JSON; ValueError naming the field that is wrong."""
@@ -127,9 +140,9 @@ def probe_drift(medians: Sequence[float], standard_errors: Sequence[float]) -> P
     )
 
 
-def widen(row: dict[str, Any], profile: DriftProfile | None) -> dict[str, Any]:
-    """Add the profile's floor to an ok row's latency interval when its processes spanned less than the
-    profile's rounds (in place); record which interval the row carries."""
+def widen(row: dict[str, Any], profile: DriftProfile | None, target: str | None = None) -> dict[str, Any]:
+    """Add the drift of the row's op (`DriftProfile.floor_for`) to an ok row's latency interval when its
+    processes spanned less than the profile's rounds (in place); record which interval the row carries."""
     if row.get("status") != "ok" or row.get("latency_ms") is None:
         return row
     row["latency_drift_cv"] = 0.0
@@ -138,12 +151,13 @@ def widen(row: dict[str, Any], profile: DriftProfile | None) -> dict[str, Any]:
     # an unknown span (processes journaled before start times were kept) is a resumed sweep's: minutes long
     short = profile is not None and span is not None and span < profile.span_s
     # a single process has no interval: widening a point would invent one
-    if not short or profile.floor <= 0 or (row.get("repeats") or 0) < 2:
+    if not short or (row.get("repeats") or 0) < 2:
         return row
+    floor, source = profile.floor_for(target or row.get("target"))
     med, low, high = row["latency_ms"], row["latency_ci_low_ms"], row["latency_ci_high_ms"]
-    if not (0 < low <= med <= high):
+    if floor <= 0 or not (0 < low <= med <= high):
         return row
-    extra = (Z95 * profile.floor) ** 2
+    extra = (Z95 * floor) ** 2
     down = math.sqrt(math.log(med / low) ** 2 + extra)
     up = math.sqrt(math.log(high / med) ** 2 + extra)
     row.update(
@@ -151,10 +165,10 @@ def widen(row: dict[str, Any], profile: DriftProfile | None) -> dict[str, Any]:
         latency_process_ci_high_ms=high,
         latency_ci_low_ms=med * math.exp(-down),
         latency_ci_high_ms=med * math.exp(up),
-        latency_drift_cv=profile.floor,
+        latency_drift_cv=floor,
         latency_ci_method=(
-            f"bootstrap over processes + machine drift {profile.floor:.1%} "
-            f"(natbench noise, {profile.measured_at[:10]})"
+            f"bootstrap over processes + machine drift {floor:.1%} ({source}; natbench noise, "
+            f"{profile.measured_at[:10]})"
         ),
     )
     return row

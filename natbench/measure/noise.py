@@ -95,5 +95,9 @@ def main(args: argparse.Namespace) -> int:
     for name, d in profile.probes.items():
         meds = ", ".join(f"{m:.3g}" for m in d.medians_ms)
         print(f"{name:<10} between runs {d.between_sd:6.1%}  drift {d.drift_sd:6.1%}  medians [{meds}] ms")
-    print(f"drift floor {profile.floor:.1%} over {profile.span_s:g} s ({profile.machine}); written to {path}")
+    largest, _ = profile.floor_for(None)
+    print(
+        f"drift floor {profile.floor:.1%} (the probes' median) over {profile.span_s:g} s ({profile.machine}); "
+        f"a short run of an op takes its probe's drift, other ops the largest ({largest:.1%}); written to {path}"
+    )
     return 0

@@ -203,7 +203,7 @@ def finish(
         float(r["latency_ms"]) for r in dropped if r.get("latency_ms") is not None
     ]
     row["latency_span_s"] = _span(used)
-    widen(row, drift)
+    widen(row, drift, spec.get("target"))
     if row.get("status") == "ok" and row.get("kind") == "model" and row.get("macs") is None:
         from natbench.measure.case import add_model_macs
         from natbench.measure.spec import CaseSpec

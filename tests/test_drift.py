@@ -80,8 +80,9 @@ def _probed(na=0.0, window=0.053, full=0.0) -> DriftProfile:
 
 def test_each_op_takes_its_own_probes_drift_and_other_ops_the_largest():
     profile = _probed()
-    assert profile.floor_for("window") == (0.053, "its op's probe, window")
-    assert profile.floor_for("na") == (0.0, "its op's probe, na")
+    assert profile.floor_for("window") == (0.053, "its op's probe, window, or the probes' median")
+    assert profile.floor_for("na")[0] == 0.0
+    assert replace(profile, floor=0.02).floor_for("na")[0] == 0.02  # never below the machine's median
     assert profile.floor_for("nat_tiny") == (0.053, "the largest probe, window-64")
     assert _profile(0.04).floor_for("window") == (0.04, "the profile's floor")  # a profile without probes
 

@@ -6,8 +6,8 @@ see one moment, so their bootstrap interval is too narrow for a run a minute lat
 the drift once per machine: a few probe ops, each run as `natbench run` does, in rounds spread over minutes.
 Per probe, the variance of the rounds' log medians minus the mean squared standard error of one round's
 median (from its own interval) is the drift variance. Ops drift apart (one spell: window attention 5.3 %, tiled
-NA and dense attention 0.0 %), so a row takes its own op family's probe, and any other op (models, layers) the
-largest probe's; the profile's `floor`, the probes' median, only summarises the machine.
+NA and dense attention 0.0 %), so a row takes its own op family's probe (at least the probes' median, the
+profile's `floor`), and any other op (models, layers) the largest probe's.
 
 A row whose processes spanned less time than the profile's rounds gets that floor added (in quadrature, on the
 log scale) to its latency interval; `latency_drift_cv` and `latency_ci_method` say so. A sweep's case spreads
@@ -86,10 +86,13 @@ class DriftProfile:
 
     def floor_for(self, target: str | None) -> tuple[float, str]:
         """(drift, where it comes from) for a row of `target`: the probe of its op family ("na", "window",
-        "full"), else the largest probe's drift, else (a profile without probes) the profile's floor."""
+        "full") but at least the probes' median, else the largest probe's drift, else (a profile without
+        probes) the profile's floor."""
         own = [d.drift_sd for name, d in self.probes.items() if PROBES.get(name, {}).get("target") == target]
         if own:
-            return max(own), f"its op's probe, {target}"
+            # An SD from 8 rounds, net of their own errors, can read 0 in a spell that still drifts: never
+            # below the machine's level (the probes' median).
+            return max(*own, self.floor), f"its op's probe, {target}, or the probes' median"
         if self.probes:
             name = max(self.probes, key=lambda n: self.probes[n].drift_sd)
             return self.probes[name].drift_sd, f"the largest probe, {name}"

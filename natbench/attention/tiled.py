@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from natbench.attention._cache import tensor_cache
 from natbench.attention.masked import na2d_masked
-from natbench.attention.neighborhood import per_residue_class, window_starts
+from natbench.attention.neighborhood import window_starts
 
 # Tile shape: small tiles waste fewer keys on the halo, SDPA handles bigger ones with less overhead per query.
 # 2 rows x 8 columns was the fastest of 1-4 x 4-16 for k = 3..13 on 56-224 maps (2-core AVX-512 CPU).
@@ -287,8 +287,36 @@ def na2d_tiled(
     if dh == 1 and dw == 1:
         out = torch.empty_like(q, memory_format=torch.contiguous_format)
         return _na2d_dense(q, k, v, kernel_size, rpb, scale, out, strip, rows), "tiled-sdpa"
-    return per_residue_class(
-        lambda *maps: na2d_tiled(*maps, kernel_size, (1, 1), rpb, scale, strip, rows), q, k, v, dilation
+    # Dilated NA is dilation-1 NA on each residue-class sub-grid. Classes come in at most 4 shapes (ceil or floor
+    # rows x cols): the classes of one shape are stacked into the batch, one call per shape.
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    kernels = set()
+    for rows_group in _class_groups(height, dh):
+        for cols_group in _class_groups(width, dw):
+            sub = [_classes(t, rows_group, cols_group, dilation) for t in (q, k, v)]
+            n = batch * rows_group[1] * cols_group[1]
+            flat = [t.reshape(n, *t.shape[3:]) for t in sub]
+            res, kernel = na2d_tiled(*flat, kernel_size, (1, 1), rpb, scale, strip, rows)
+            _classes(out, rows_group, cols_group, dilation).copy_(res.view(sub[0].shape))
+            kernels.add(kernel)
+    return out, "+".join(sorted(kernels))
+
+
+def _class_groups(length: int, dilation: int) -> list[tuple[int, int, int]]:
+    """Residue classes of one axis by length: (first class, number of classes, class length)."""
+    long = length % dilation
+    groups = [(0, long, length // dilation + 1)] if long else []
+    return groups + [(long, dilation - long, length // dilation)]
+
+
+def _classes(x: torch.Tensor, rows, cols, dilation: tuple[int, int]) -> torch.Tensor:
+    """View [B, row classes, col classes, class rows, class cols, heads, D] of x [B, H, W, heads, D]."""
+    (cy, ny, hy), (cx, nx, wx), (dh, dw) = rows, cols, dilation
+    sb, sh, sw, sn, sd = x.stride()
+    return x.as_strided(
+        (x.shape[0], ny, nx, hy, wx, *x.shape[3:]),
+        (sb, sh, sw, dh * sh, dw * sw, sn, sd),
+        x.storage_offset() + cy * sh + cx * sw,
     )
 
 

@@ -472,6 +472,7 @@ struct ClassProblem {
   Args a;
   int64_t cy, cx;  // first map row / column of the class
   int64_t first_task;
+  int64_t packed_at;  // offset of its keys / values in the packed buffers
 };
 
 // Copies the keys (or values) of one task's row, [B, H, W, heads, D] with strides `s`, into the packed layout.
@@ -556,7 +557,6 @@ void na2d_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::T
   const int64_t groups = batch_lanes ? (B + L - 1) / L : B;
   std::vector<ClassProblem> classes;
   int64_t tasks = 0, floats = 0;
-  std::vector<int64_t> offset;
   for (int64_t cy = 0; cy < dh; ++cy)
     for (int64_t cx = 0; cx < dw; ++cx) {
       ClassProblem p{};
@@ -573,16 +573,15 @@ void na2d_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::T
         a.qs[d] = q.stride(d) * step;
         a.os[d] = out.stride(d) * step;
       }
-      p.cy = cy, p.cx = cx, p.first_task = tasks;
+      p.cy = cy, p.cx = cx, p.first_task = tasks, p.packed_at = floats;
       tasks += groups * heads * a.H;
-      offset.push_back(floats);
       floats += groups * heads * a.H * a.W * D * (batch_lanes ? L : 1);
       classes.push_back(p);
     }
   const torch::Tensor kt = torch::empty({floats}, q.options()), vt = torch::empty({floats}, q.options());
-  for (size_t c = 0; c < classes.size(); ++c) {
-    classes[c].a.kt = kt.data_ptr<float>() + offset[c];
-    classes[c].a.vt = vt.data_ptr<float>() + offset[c];
+  for (ClassProblem& p : classes) {
+    p.a.kt = kt.data_ptr<float>() + p.packed_at;
+    p.a.vt = vt.data_ptr<float>() + p.packed_at;
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, k.scalar_type(), "na2d_pack", [&] {
     const scalar_t *ks = k.data_ptr<scalar_t>(), *vs = v.data_ptr<scalar_t>();

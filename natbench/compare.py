@@ -20,7 +20,8 @@ processes at level alpha), the machine itself ran at another speed. A case's tim
 traffic, so the machine's effect on it lies between the two factors: NEW's latencies (and throughputs) are
 divided by the factor between them nearest to the case's own change: a regression must remain after the
 larger, an improvement after the smaller (`--normalize auto`, the default; `off` judges raw times). The
-factors are printed.
+factors are printed. The same holds per case: where the calibrations read in a case's own processes moved
+(a busy spell met that case's processes more than the rest), their factors widen the case's range.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ ALPHA = 0.05
 THRESHOLD = 0.05
 NORMALIZE = ("auto", "off")
 MACHINE_KEYS = ("machine", "device_name", "threads")
+CALIBRATION_COLUMNS = ("calib_process_ms", "calib_bw_process_ms")  # per process: matmul, DRAM copy
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,18 @@ def machine_drift(base_rows, new_rows, alpha: float = ALPHA) -> dict[str, Any] |
     }
 
 
+def case_drift(base: dict[str, Any], new: dict[str, Any], alpha: float = ALPHA) -> list[float]:
+    """NEW / BASE of the calibration workloads read in this case's own processes, where they moved
+    (two-sided Mann-Whitney at alpha; at least 5 processes a side). A busy spell that met most of one case's
+    processes (and few of the others') shows here, not in the sweep-wide reading of machine_drift."""
+    out = []
+    for column in CALIBRATION_COLUMNS:
+        got = _workload_drift({0: base}, {0: new}, column, alpha)
+        if got is not None and got["significant"]:
+            out.append(got["factor"])
+    return out
+
+
 def _scaled(row: dict[str, Any], factor: float) -> dict[str, Any]:
     """NEW's latency columns divided by the machine's drift factor (throughput multiplied)."""
     out = dict(row)
@@ -425,17 +439,23 @@ def compare(
     drift = machine_drift(base_rows, new_rows, alpha)
     if drift is not None:
         drift["applied"] = bool(normalize == "auto" and drift["significant"] and metric != "memory")
+        drift["normalize"] = normalize
     cases, not_comparable = [], []
     for case_id in sorted(set(base_rows) & set(new_rows)):
         b, n = base_rows[case_id], new_rows[case_id]
-        if drift is not None and drift["applied"]:
-            got = judge(b, n, m, threshold, alpha)
-            if not isinstance(got, str):  # the machine's share: its factor nearest to the case's own change
-                times = got.ratio if m.higher_is_worse else 1 / got.ratio
-                factor = min(max(times, drift["low"]), drift["high"])
-                got = replace(judge(b, _scaled(n, factor), m, threshold, alpha), machine_factor=factor)
-        else:
-            got = judge(b, n, m, threshold, alpha)
+        span = (drift["low"], drift["high"]) if drift is not None and drift["applied"] else None
+        local = case_drift(b, n, alpha) if normalize == "auto" and metric != "memory" else []
+        if local:
+            low, high = span or (1.0, 1.0)
+            span = (min(low, *local), max(high, *local))
+        got = judge(b, n, m, threshold, alpha)
+        if span is not None and not isinstance(got, str):
+            # the machine's share: the factor in the span nearest to the case's own change
+            times = got.ratio if m.higher_is_worse else 1 / got.ratio
+            factor = min(max(times, span[0]), span[1])
+            got = replace(judge(b, _scaled(n, factor), m, threshold, alpha), machine_factor=factor)
+            if local:
+                got.test += f"; its own processes' calibrations read new/base {' and '.join(f'{f:.3f}' for f in local)}"
         if isinstance(got, str):
             not_comparable.append(
                 {
@@ -494,6 +514,11 @@ def format_text(result: Comparison) -> str:
         else:
             how = "not applied"
         lines.append(f"machine drift: {readings}; {how}")
+        if d.get("normalize", "auto") == "auto" and result.metric != "memory":
+            lines.append(
+                "  per case, the calibrations read in its own processes widen that range where they moved "
+                "(the case's line names them)"
+            )
     lines += ["", f"{'verdict':<12} {'ratio':>7} {'p':>6} {'base':>11} {'new':>11}  case"]
     for c in sorted(result.cases, key=lambda c: -c.ratio if m.higher_is_worse else c.ratio):
         p = "-" if c.p_value is None else f"{c.p_value:.3f}"
@@ -546,8 +571,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--normalize",
         choices=NORMALIZE,
         default="auto",
-        help="auto: divide NEW's times by the machine's drift when the calibration workload changed "
-        "significantly (default); off: judge raw times",
+        help="auto: divide NEW's times by the machine's drift when the calibration workloads changed "
+        "significantly, over all processes or in a case's own (default); off: judge raw times",
     )
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
 

@@ -232,6 +232,32 @@ def test_memory_bound_drift_seen_by_the_copy_calibration_excuses_up_to_its_facto
     assert m.machine_factor == pytest.approx(judged.drift["high"]) and m.ratio == pytest.approx(1.3, rel=0.05)
 
 
+def test_a_busy_spell_in_one_case_s_own_processes_excuses_up_to_its_calibration(tmp_path, capsys):
+    def rows(a_ms, a_calib):
+        out = [row("a", noisy(a_ms, cv=0.01), calib_process_ms=noisy(0.3 * a_calib, cv=0.005))]
+        for case in "bcdefg":  # the rest of the sweep ran on a calm machine: the sweep-wide reading stays put
+            out.append(row(case, noisy(10, cv=0.01), calib_process_ms=noisy(0.3, cv=0.005)))
+        return out
+
+    base = write(tmp_path / "base", rows(10, 1.0))
+    busy = write(tmp_path / "busy", rows(12, 1.2))  # a's processes 20 % slower, and so were their matmuls
+    result = compare(base, busy)
+    assert result.drift is not None and not result.drift["significant"]
+    (a,) = [c for c in result.cases if c.case_id == "a"]
+    assert a.verdict == "unchanged" and a.machine_factor == pytest.approx(1.2, rel=0.03)
+    assert "its own processes' calibrations read new/base 1." in a.test
+    assert result.exit_code == 0
+    assert compare(base, busy, normalize="off").exit_code == 1
+    # beyond what its calibrations explain, or with calm calibrations, it is a regression
+    worse = write(tmp_path / "worse", rows(15, 1.2))
+    (a,) = compare(base, worse).regressions
+    assert a.case_id == "a" and a.ratio == pytest.approx(1.25, rel=0.03)
+    calm = write(tmp_path / "calm", rows(12, 1.0))
+    assert [c.case_id for c in compare(base, calm).regressions] == ["a"]
+    assert cli_main(["compare", str(base), str(busy)]) == 0
+    assert "per case, the calibrations read in its own processes" in capsys.readouterr().out
+
+
 def test_no_calibration_values_no_drift_correction(tmp_path):
     base = write(tmp_path / "base", [row("a", noisy(10))])
     new = write(tmp_path / "new", [row("a", noisy(10))])

@@ -1,6 +1,7 @@
 """Can the intervals be trusted? The issue-12 targets, measured on this machine (prints every figure).
 
-    python -m benchmarks.test_bench_intervals [--threads N] [--runs 6] [--tries 10] [--skip order,aa,...]
+    python -m benchmarks.test_bench_intervals [--threads N] [--runs 6] [--tries 10] [--planted-repeats R]
+                                              [--skip order,aa,...]
     pytest benchmarks/test_bench_intervals.py -s      # the same through pytest-benchmark (extra_info)
 
 0. order effect: the first op timed in a fresh process against the same op timed after another one.
@@ -12,7 +13,9 @@
 2. paired ratio CV: NA / window ratio from `runs` paired measurements at each shape (target CV <= 5 %).
 3. A/A: two smoke sweeps of this tree compared with natbench compare (target 0 regressions).
 4. planted slowdown: a test-only case doing 10 % more work, compared against the plain one in `tries`
-   fresh tries (target flagged >= 9 of 10), at compare's default threshold (5 %) and at 10 %.
+   fresh tries (target flagged >= 9 of 10), at compare's default threshold (5 %) and at 10 %: as runs one
+   after the other, and interleaved (`natbench ab`, the target's measure), each with an A/A; with
+   --planted-repeats, the processes per run (power: more processes separate a 10 % change from noisier spells).
 A loaded shared machine widens everything: the load average is printed next to the numbers.
 """
 
@@ -166,8 +169,9 @@ def work(spec, device, dtype):
 """
 
 
-def planted(tries: int, threads: int | None, tmp: Path) -> dict:
-    """The same case id (target planted_case:work) from two modules: the plain one and one 10 % slower."""
+def planted(tries: int, threads: int | None, tmp: Path, repeats: int = REPEATS) -> dict:
+    """The same case id (target planted_case:work) from two modules: the plain one and one 10 % slower, each
+    run measured in `repeats` fresh processes."""
     from natbench import results
     from natbench.compare import compare
     from natbench.measure.repeat import run_repeated
@@ -187,7 +191,7 @@ def planted(tries: int, threads: int | None, tmp: Path) -> dict:
         for name in ("plain", "slow", "plain2"):
             sys.path.insert(0, str(dirs[name.rstrip("2")]))
             try:
-                row = run_repeated(spec, 120, TIMING, threads=threads, repeats=REPEATS)
+                row = run_repeated(spec, 120, TIMING, threads=threads, repeats=repeats)
             finally:
                 sys.path.pop(0)
             out[name] = tmp / f"try{t}-{name}"
@@ -198,6 +202,39 @@ def planted(tries: int, threads: int | None, tmp: Path) -> dict:
         ratios.append(compare(out["plain"], out["slow"]).cases[0].ratio)
     return {
         "tries": tries,
+        "repeats": repeats,
+        "flagged_at_10pct": flagged[0.1],
+        "flagged_at_5pct": flagged[0.05],
+        "a_a_flagged": aa_flagged,
+        "ratios": [round(r, 3) for r in ratios],
+        "interleaved": planted_ab(tries, threads, tmp, dirs, spec, repeats),
+    }
+
+
+def planted_ab(tries: int, threads: int | None, tmp: Path, dirs: dict, spec: dict, repeats: int) -> dict:
+    """The same through `natbench ab`: plain and slow processes interleaved; and plain against itself."""
+    from natbench import results
+    from natbench.compare import compare
+    from natbench.measure.ab import run_ab
+
+    flagged = {0.1: 0, 0.05: 0}
+    aa_flagged = 0
+    ratios = []
+    for t in range(tries):
+        for label, new in (("ab", "slow"), ("ab-aa", "plain")):
+            rows = run_ab(
+                spec, {"base": [str(dirs["plain"])], "new": [str(dirs[new])]}, 120, TIMING, threads, repeats
+            )
+            d = tmp / f"try{t}-{label}"
+            for side, row in rows.items():
+                results.append_row(d / side, row)
+            if label == "ab-aa":
+                aa_flagged += bool(compare(d / "base", d / "new").regressions)
+                continue
+            for threshold in flagged:
+                flagged[threshold] += bool(compare(d / "base", d / "new", threshold).regressions)
+            ratios.append(compare(d / "base", d / "new").cases[0].ratio)
+    return {
         "flagged_at_10pct": flagged[0.1],
         "flagged_at_5pct": flagged[0.05],
         "a_a_flagged": aa_flagged,
@@ -246,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--tries", type=int, default=10)
+    parser.add_argument(
+        "--planted-repeats",
+        type=int,
+        default=REPEATS,
+        help=f"processes per run in the planted-slowdown check (default: cpu-quick's, {REPEATS})",
+    )
     parser.add_argument("--skip", default="", help="comma list of: order,coverage,ratio,aa,planted")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -295,13 +338,20 @@ def main(argv: list[str] | None = None) -> int:
             met &= aa["regressions"] == 0
             print(f"  load average {_load()}")
         if "planted" not in skip:
-            p = planted(args.tries, threads, tmp)
+            p = planted(args.tries, threads, tmp, args.planted_repeats)
             print(
-                f"planted 10 % slowdown: flagged {p['flagged_at_5pct']}/{p['tries']} at the default --threshold "
+                f"planted 10 % slowdown ({p['repeats']} processes a run): flagged {p['flagged_at_5pct']}/{p['tries']} at the default --threshold "
                 f"0.05 (target >= 9/10), {p['flagged_at_10pct']}/{p['tries']} at 0.1; A/A of the plain case "
                 f"flagged {p['a_a_flagged']}/{p['tries']}; measured ratios {p['ratios']}"
             )
-            met &= p["flagged_at_5pct"] >= PLANTED_TARGET * p["tries"] and p["a_a_flagged"] == 0
+            ab = p["interleaved"]
+            print(
+                f"  interleaved (natbench ab, plain and slow processes alternating): flagged "
+                f"{ab['flagged_at_5pct']}/{p['tries']} at 0.05, {ab['flagged_at_10pct']}/{p['tries']} at 0.1; "
+                f"A/A flagged {ab['a_a_flagged']}/{p['tries']}; measured ratios {ab['ratios']}"
+            )
+            met &= ab["flagged_at_5pct"] >= PLANTED_TARGET * p["tries"] and ab["a_a_flagged"] == 0
+            met &= p["a_a_flagged"] == 0
             print(f"  load average {_load()}")
     print(f"total {time.monotonic() - start:.0f} s; targets {'met' if met else 'NOT met'}")
     return 0 if met else 1

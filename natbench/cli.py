@@ -13,6 +13,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "natbench.measure.cli",
         "measure one case (op or model) in a fresh process: latency, memory, FLOPs",
     ),
+    "ab": (
+        "natbench.measure.ab",
+        "A/B one case from two import paths, processes interleaved so drift falls on both; then compare",
+    ),
     "noise": (
         "natbench.measure.noise",
         "measure this machine's run-to-run drift once; natbench run widens its intervals by it",

@@ -365,6 +365,11 @@ def judge(
         if metric.name != "memory" and floor > 0:
             test += f"; rows carry a drift floor: change must exceed {threshold:.1%}"
         sig_worse, sig_better = p <= alpha + 1e-12, p_better <= alpha + 1e-12
+        if (worse and not sig_worse) or (better and not sig_better):
+            test += (
+                f"; beyond the threshold but not significant ({len(b_vals)} vs {len(n_vals)} "
+                f"{'/'.join(sorted(kinds))}): more processes (--repeats) would decide"
+            )
     else:
         test = "threshold only: no per-process values or samples"
         if metric.name != "memory" and floor > 0:

@@ -14,7 +14,8 @@ from natbench.results import CASE_PARAMS
 FIELDS = tuple(k for k in CASE_PARAMS if k not in ("target", "shifted", "rpb", "drop_rpb"))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_case_arguments(parser: argparse.ArgumentParser) -> None:
+    """The case (target and its fields) and how to time it: shared by `natbench run` and `natbench ab`."""
     parser.add_argument("target", help=HELP["target"])
     parser.add_argument("--backend", default="auto", help=HELP["backend"])
     parser.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"), help=HELP["device"])
@@ -42,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="R",
         help=f"fresh processes to measure in (default {DEFAULT_REPEATS}): the row's interval is across them",
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_case_arguments(parser)
     parser.add_argument(
         "--span",
         type=float,
@@ -58,28 +63,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results row as one JSON line")
 
 
-def main(args: argparse.Namespace) -> int:
-    from natbench.env import collect
+def case_spec(args: argparse.Namespace):
+    """(CaseSpec, timing) from the case flags; ValueError saying what to change."""
     from natbench.measure.spec import CaseSpec
 
     data = {k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None}
     data.update(target=args.target, shifted=args.shifted or None, rpb=args.rpb or None)
     data.update(drop_rpb=args.drop_rpb or None)
-    timing = {"min_run_time": args.min_run_time, "l2_flush": args.l2_flush}
     if args.repeats < 1:
-        print(f"natbench run: error: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    spec = CaseSpec.from_dict(data)
+    if spec.kind == "model":
+        from natbench.measure.targets import validate_targets
+
+        validate_targets([spec])
+    return spec, {"min_run_time": args.min_run_time, "l2_flush": args.l2_flush}
+
+
+def main(args: argparse.Namespace) -> int:
+    from natbench.env import collect
+
     if not 0 <= args.span < float("inf"):
         print(
             f"natbench run: error: --span must be >= 0 seconds and finite, got {args.span}", file=sys.stderr
         )
         return 2
     try:
-        spec = CaseSpec.from_dict(data)
-        if spec.kind == "model":
-            from natbench.measure.targets import validate_targets
-
-            validate_targets([spec])
+        spec, timing = case_spec(args)
     except ValueError as exc:
         print(f"natbench run: error: {exc}", file=sys.stderr)
         return 2

@@ -110,16 +110,18 @@ def run_in_process(
     memory_limit: int | None = None,
     log_path: str | os.PathLike | None = None,
     threads: int | None = None,
+    path: list[str] | None = None,
 ) -> tuple[Any, str | None, str | None]:
     """task(**kwargs) in a fresh forkserver process: (result, None, None), or (None, status, error) when
     it gave nothing: status "timeout" after `timeout` seconds, "error" if the process died.
-    task must be a module-level function (it is pickled by name)."""
+    task must be a module-level function (it is pickled by name). path: directories put first on the
+    process's import path (modules the forkserver preloaded stay as they are: see natbench.measure.ab)."""
     log = os.fspath(log_path) if log_path else None
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(
         target=_child,
-        args=(send, task, kwargs, device, memory_limit, log, list(sys.path), threads),
+        args=(send, task, kwargs, device, memory_limit, log, [*(path or []), *sys.path], threads),
     )
     proc.start()
     send.close()
@@ -160,6 +162,7 @@ def run_isolated(
     threads: int | None = None,
     memory: bool = True,
     count_macs: bool = True,
+    path: list[str] | None = None,
 ) -> dict[str, Any]:
     """The results row of `spec` measured in its own process (no `env`; the caller adds it).
 
@@ -169,6 +172,7 @@ def run_isolated(
     threads: torch intra-op threads for the case (default: torch's); 1 steadies timings on a shared machine.
     memory: also run the peak-memory pass (one call after the timed ones).
     count_macs: count a model's MACs in that process (False: the caller adds them once per case).
+    path: directories put first on the process's import path (run_in_process).
     For repeats across processes see natbench.measure.repeat.run_repeated.
     """
     import torch
@@ -185,7 +189,7 @@ def run_isolated(
         "count_macs": count_macs,
     }
     row, status, error = run_in_process(
-        _measure_task, kwargs, timeout, case.device, memory_limit, log_path, threads
+        _measure_task, kwargs, timeout, case.device, memory_limit, log_path, threads, path
     )
     if row is None:
         row = spec_row(case)

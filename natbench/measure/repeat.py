@@ -81,9 +81,10 @@ def run_process(
     memory_limit: int | None = None,
     log_path: str | os.PathLike | None = None,
     threads: int | None = None,
+    path: list[str] | None = None,
 ) -> dict[str, Any]:
     """One fresh process of a case (or of a pair: spec["kind"] == "pair"): its result with status, the
-    machine's load before and after it, and its duration."""
+    machine's load before and after it, and its duration. path: directories first on its import path."""
     from natbench.measure.isolate import run_in_process, run_isolated
 
     load_before, start, started_at = machine_load(), time.monotonic(), time.time()
@@ -95,13 +96,15 @@ def run_process(
             "timing": dict(timing or {}),
         }
         got, status, error = run_in_process(
-            measure_pair, kwargs, timeout, pair.device, memory_limit, log_path, threads
+            measure_pair, kwargs, timeout, pair.device, memory_limit, log_path, threads, path
         )
         row = got or {"status": status, "error": error}
         row["duration_s"] = round(time.monotonic() - start, 3)
     else:
         # a model's MACs are counted once per case, by finish(), not in each timed process
-        row = run_isolated(spec, timeout, timing, memory_limit, log_path, threads, count_macs=False)
+        row = run_isolated(
+            spec, timeout, timing, memory_limit, log_path, threads, count_macs=False, path=path
+        )
     row.update(load_before=load_before, load_after=machine_load(), started_at=round(started_at, 3))
     return row
 

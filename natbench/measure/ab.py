@@ -1,0 +1,169 @@
+"""A/B: one case measured from two import paths, their processes interleaved (B A, A B, ...), so that the
+machine's drift falls on both sides alike; then `natbench compare` judges B against A.
+
+Two runs measured one after the other differ by whatever the machine did in between: on the 2-core VM a
+planted 10 % slowdown measured 0.95-1.36x in sequential runs seconds apart. Interleaving the processes puts
+both versions in the same minutes. What the two paths can switch is what a case process imports itself:
+a custom target (`module:function`), natten, any package natbench does not preload. natbench, torch and timm
+are imported once in the forkserver that starts every case process, so both sides run this environment's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from natbench.measure.repeat import contended, fastest, finish, run_process
+
+SIDES = ("base", "new")
+# imported by the forkserver before any case process starts (natbench.measure.isolate._PRELOAD and theirs)
+PRELOADED = ("natbench", "torch", "timm")
+
+
+def check_paths(paths: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The sides' import paths as absolute directories; ValueError saying what to change otherwise."""
+    out = {}
+    for side in SIDES:
+        dirs = paths.get(side) or []
+        if not dirs:
+            raise ValueError(f"--{side} needs at least one directory (what the {side} side imports first)")
+        resolved = []
+        for d in dirs:
+            p = Path(d).expanduser()
+            if not p.is_dir():
+                raise ValueError(f"--{side} {d}: not a directory")
+            shadowed = [m for m in PRELOADED if (p / m).is_dir() or (p / f"{m}.py").is_file()]
+            if shadowed:
+                raise ValueError(
+                    f"--{side} {d} holds {', '.join(shadowed)}, which every case process has already imported "
+                    "(preloaded): both sides would run this environment's. A/B what the case imports itself "
+                    "(a module:function target, natten), or compare two sweeps from two environments"
+                )
+            resolved.append(os.fspath(p.resolve()))
+        out[side] = resolved
+    return out
+
+
+def run_ab(
+    spec: dict[str, Any],
+    paths: dict[str, list[str]],
+    timeout: float | None = None,
+    timing: dict | None = None,
+    threads: int | None = None,
+    repeats: int = 5,
+    memory_limit: int | None = None,
+    extra_rounds: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """{"base": row, "new": row}: `repeats` processes a side, in rounds base-new, new-base, ...
+
+    A shared machine slows whole processes (their calibration reads slow: natbench.measure.repeat): while
+    either side has fewer than `repeats` uncontended processes, whole rounds run again (at most
+    `extra_rounds`, default `repeats`, so both sides keep meeting the same minutes), and each side's row is
+    made of its `repeats` least contended processes, judged against the fastest calibration of both sides.
+    A failed process ends both sides; its side's row says so."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    extra_rounds = repeats if extra_rounds is None else extra_rounds
+    paths = check_paths(paths)
+    processes: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+
+    def settled() -> bool:
+        reference = fastest([p for side in SIDES for p in processes[side]])
+        return all(sum(not contended(p, reference) for p in processes[s]) >= repeats for s in SIDES)
+
+    failed = False
+    for i in range(repeats + extra_rounds):
+        if i >= repeats and settled():
+            break
+        for side in SIDES if i % 2 == 0 else SIDES[::-1]:
+            got = run_process(spec, timeout, timing, memory_limit, None, threads, path=paths[side])
+            processes[side].append(got)
+            failed = got.get("status") != "ok"
+            if failed:
+                break
+        if failed:
+            break
+    reference = fastest([p for side in SIDES for p in processes[side]])
+    rows = {}
+    for side in SIDES:
+        if not processes[side]:
+            from natbench.measure.case import spec_row
+            from natbench.measure.spec import CaseSpec
+
+            rows[side] = spec_row(CaseSpec.from_dict(spec))
+            rows[side].update(status="error", error="not measured: the other side's first process failed")
+        else:
+            rows[side] = finish(spec, processes[side], repeats, reference)
+        rows[side].update(ab_side=side, ab_path=paths[side], ab_interleaved_with=paths[_other(side)])
+    return rows
+
+
+def _other(side: str) -> str:
+    return SIDES[1 - SIDES.index(side)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from natbench.compare import ALPHA, THRESHOLD
+    from natbench.measure.cli import add_case_arguments
+
+    add_case_arguments(parser)
+    for side, what in (("base", "the baseline"), ("new", "the version to check")):
+        parser.add_argument(
+            f"--{side}",
+            required=True,
+            metavar="DIR",
+            help=f"directory (or {os.pathsep}-separated directories) put first on the import path of "
+            f"{what}'s case processes",
+        )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write the two rows to DIR/base and DIR/new (results directories natbench compare reads)",
+    )
+    parser.add_argument("--threshold", type=float, default=THRESHOLD, help="as natbench compare's")
+    parser.add_argument("--alpha", type=float, default=ALPHA, help="as natbench compare's")
+
+
+def main(args: argparse.Namespace) -> int:
+    """compare's exit code: 0 no regression, 1 regression (or a failed case), 2 bad input."""
+    import tempfile
+
+    import torch
+
+    from natbench import results
+    from natbench.compare import compare, format_text
+    from natbench.measure.cli import case_spec
+
+    try:
+        spec, timing = case_spec(args)
+        paths = check_paths({side: getattr(args, side).split(os.pathsep) for side in SIDES})
+    except ValueError as exc:
+        print(f"natbench ab: error: {exc}", file=sys.stderr)
+        return 2
+    resolved = spec.resolved(torch.cuda.is_available()).to_dict()
+    rows = run_ab(resolved, paths, args.timeout, timing, args.threads, args.repeats)
+    with tempfile.TemporaryDirectory(prefix="natbench-ab-") as tmp:
+        out = Path(args.out or tmp)
+        for side, row in rows.items():
+            results.append_row(out / side, row)
+        failed = [
+            f"{side}: {row.get('status')}: {row.get('error')}"
+            for side, row in rows.items()
+            if row.get("status") != "ok"
+        ]
+        if failed:
+            print("natbench ab: " + "; ".join(failed), file=sys.stderr)
+            return 1
+        try:
+            result = compare(out / "base", out / "new", args.threshold, alpha=args.alpha)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"natbench ab: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"A/B of {resolved.get('target')}, {args.repeats} processes a side, interleaved")
+        print(format_text(result))
+        if args.out:
+            print(f"rows: {out / 'base'}, {out / 'new'}")
+        return result.exit_code

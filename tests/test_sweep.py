@@ -571,12 +571,22 @@ def test_a_sweep_reruns_processes_the_machine_slowed_within_its_budget(tmp_path,
     assert calls.count("b") == 2 and resumed.loc["rr2:b", "processes_run"] == 5
     with pytest.raises(ValueError, match="rerun_share"):
         run_sweep(preset, tmp_path / "bad", progress=False, rerun_share=-1)
+    # re-run passes whose seconds are spent (none here) leave every case its R processes
+    calls.clear()
+    capped = run_sweep(preset, tmp_path / "capped", progress=False, rerun_seconds=0).set_index("target")
+    assert sorted(calls) == ["a"] * 3 + ["b"] * 3 + ["c"] * 3 and list(capped["processes_run"]) == [3, 3, 3]
+    with pytest.raises(ValueError, match="rerun_seconds"):
+        run_sweep(preset, tmp_path / "bad", progress=False, rerun_seconds=-1)
 
 
 def test_preset_reruns_is_a_share_of_repeats(tmp_path):
     with pytest.raises(ValueError, match="share of repeats"):
         load_preset(write_preset(tmp_path / "r.toml", '[[grid]]\ntarget = "na"', reruns=2))
     assert load_preset(write_preset(tmp_path / "z.toml", '[[grid]]\ntarget = "na"', reruns=0)).reruns == 0
+    timed = write_preset(tmp_path / "s.toml", '[[grid]]\ntarget = "na"', rerun_seconds=45)
+    assert load_preset(timed).rerun_seconds == 45 and load_preset("cpu-quick").rerun_seconds == 45
+    with pytest.raises(ValueError, match="rerun_seconds must be a positive, finite number"):
+        load_preset(write_preset(tmp_path / "n.toml", '[[grid]]\ntarget = "na"', rerun_seconds=-5))
     with pytest.raises(ValueError, match="finite"):
         load_preset(write_preset(tmp_path / "t.toml", '[[grid]]\ntarget = "na"', timeout="inf"))
 

@@ -21,7 +21,9 @@
 
 `repeats` (setting, default 3): fresh processes per case and per pair. A pair adds a kind="pair" row with
 the ratio and its interval; its two members are also run as ordinary cases. `reruns` (default 0.4): the
-share of `repeats` a case may run again when processes were slowed by the machine (natbench.measure.repeat).
+share of `repeats` a case may run again when processes were slowed by the machine (natbench.measure.repeat);
+`rerun_seconds` (default: no limit) caps the time the re-run passes may take, so that a busy spell does not
+stretch the sweep.
 
 Fields are those of natbench.measure.spec.CaseSpec; fields that do not apply to a target are dropped, and
 equal cases are run once.
@@ -49,6 +51,7 @@ RUN_SETTINGS = {
     "threads": (int,),
     "repeats": (int,),
     "reruns": (int, float),
+    "rerun_seconds": (int, float),
 }
 TIMER_SETTINGS = tuple(TimerConfig.__dataclass_fields__)
 
@@ -72,6 +75,10 @@ class Preset:
     @property
     def reruns(self) -> float | None:
         return self.settings.get("reruns")
+
+    @property
+    def rerun_seconds(self) -> float | None:
+        return self.settings.get("rerun_seconds")
 
     @property
     def timeout(self) -> float | None:

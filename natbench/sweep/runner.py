@@ -13,6 +13,7 @@ contended processes. Finished processes are journaled
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +103,7 @@ def run_sweep(
     threads: int | None = None,
     force: bool = False,
     rerun_share: float | None = None,
+    rerun_seconds: float | None = None,
 ):
     """Run every case of `preset` not yet measured in this environment into OUT; return their rows (DataFrame).
 
@@ -112,7 +114,8 @@ def run_sweep(
     retry: statuses whose cases run again (e.g. ("timeout", "error")); the newest row of a case wins.
     force: run every case again.
     rerun_share: processes slowed by the machine (natbench.measure.repeat) are re-run after the R passes,
-    in up to this share of R extra passes (default: the preset's `reruns`, else 0.4; 0: none).
+    in up to this share of R extra passes (default: the preset's `reruns`, else 0.4; 0: none), and for at most
+    `rerun_seconds` (default: the preset's, else no limit): later cases then keep the processes they have.
     timeout / memory_limit_gb / threads: per case, default the preset's settings (timeout: 600 s).
     Cases run in multiprocessing (forkserver) processes: in a script, call this under
     `if __name__ == "__main__":`, as for any multiprocessing code.
@@ -156,6 +159,10 @@ def run_sweep(
         rerun_share = p.reruns if p.reruns is not None else DEFAULT_RERUNS
     if not 0 <= rerun_share <= 1:
         raise ValueError(f"rerun_share must be a share of repeats from 0 to 1, got {rerun_share}")
+    if rerun_seconds is None:
+        rerun_seconds = p.rerun_seconds
+    if rerun_seconds is not None and not rerun_seconds >= 0:
+        raise ValueError(f"rerun_seconds must be >= 0, got {rerun_seconds}")
     journal = {} if force else results.read_processes(out)
     processes = {s.case_id: list(journal.get((s.case_id, prints[s.case_id]), [])) for s in todo}
     counts: Counter[str] = Counter()
@@ -217,14 +224,20 @@ def run_sweep(
                 return True
             return not needs_rerun(got, repeats, reference(spec.device))
 
+        reruns_from = None
         for n in range(most):
             rerun = n >= repeats
+            if rerun and reruns_from is None:
+                reruns_from = time.monotonic()
             for spec in open_cases if n % 2 == 0 else open_cases[::-1]:
                 got = processes[spec.case_id]
                 journaled_failure = got and got[-1].get("status") != "ok"
                 if spec.case_id in finished or ((rerun or journaled_failure) and settled(spec)):
                     if spec.case_id not in finished:
                         close(spec)
+                    continue
+                if rerun and rerun_seconds is not None and time.monotonic() - reruns_from >= rerun_seconds:
+                    close(spec)  # the re-run passes' time is spent
                     continue
                 if len(got) <= n or rerun:  # else journaled by an earlier run
                     if bar is not None:

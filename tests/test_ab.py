@@ -101,5 +101,6 @@ def test_ab_measures_each_side_from_its_own_path_and_exits_as_compare(tmp_path, 
     base, new = results.load(out / "base"), results.load(out / "new")
     assert list(base["ab_side"]) == ["base"] and list(new["ab_path"]) == [[str(slow.resolve())]]
     assert new["latency_ms"].iloc[0] > 4 > 10 * base["latency_ms"].iloc[0]
+    assert results.load(out / "new")["env"].iloc[0]["git_sha"]  # provenance, as sweeps write it
     assert cli_main([*argv, "--base", str(fast), "--new", str(tmp_path / "nowhere")]) == 2
     assert "not a directory" in capsys.readouterr().err

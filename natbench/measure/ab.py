@@ -11,6 +11,7 @@ are imported once in the forkserver that starts every case process, so both side
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -125,6 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threshold", type=float, default=THRESHOLD, help="as natbench compare's")
     parser.add_argument("--alpha", type=float, default=ALPHA, help="as natbench compare's")
+    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -135,6 +137,7 @@ def main(args: argparse.Namespace) -> int:
 
     from natbench import results
     from natbench.compare import compare, format_text
+    from natbench.env import collect
     from natbench.measure.cli import case_spec
 
     try:
@@ -147,8 +150,9 @@ def main(args: argparse.Namespace) -> int:
     rows = run_ab(resolved, paths, args.timeout, timing, args.threads, args.repeats)
     with tempfile.TemporaryDirectory(prefix="natbench-ab-") as tmp:
         out = Path(args.out or tmp)
+        env = collect()
         for side, row in rows.items():
-            results.append_row(out / side, row)
+            results.append_row(out / side, {**row, "env": env})
         failed = [
             f"{side}: {row.get('status')}: {row.get('error')}"
             for side, row in rows.items()
@@ -162,8 +166,11 @@ def main(args: argparse.Namespace) -> int:
         except (FileNotFoundError, ValueError) as exc:
             print(f"natbench ab: error: {exc}", file=sys.stderr)
             return 2
-        print(f"A/B of {resolved.get('target')}, {args.repeats} processes a side, interleaved")
-        print(format_text(result))
-        if args.out:
-            print(f"rows: {out / 'base'}, {out / 'new'}")
+        if args.json:
+            print(json.dumps(result.to_dict(), indent=2))
+        else:
+            print(f"A/B of {resolved.get('target')}, {args.repeats} processes a side, interleaved")
+            print(format_text(result))
+            if args.out:
+                print(f"rows: {out / 'base'}, {out / 'new'}")
         return result.exit_code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import torch
 
 from natbench import results
 from natbench.cli import main as cli_main
@@ -104,3 +105,10 @@ def test_ab_measures_each_side_from_its_own_path_and_exits_as_compare(tmp_path, 
     assert results.load(out / "new")["env"].iloc[0]["git_sha"]  # provenance, as sweeps write it
     assert cli_main([*argv, "--base", str(fast), "--new", str(tmp_path / "nowhere")]) == 2
     assert "not a directory" in capsys.readouterr().err
+    assert cli_main([*argv, "--base", str(fast), "--new", str(slow), "--alpha", "2"]) == 2
+    assert "--alpha in (0, 1)" in capsys.readouterr().err
+    # a case that cannot run here: nothing comparable (2), with the reason, never a silent 0
+    cuda = ["ab", "na", "--device", "cuda", "--resolution", "14", "--kernel-size", "3", "--repeats", "1"]
+    if not torch.cuda.is_available():
+        assert cli_main([*cuda, "--base", str(fast), "--new", str(slow)]) == 2
+        assert "unsupported" in capsys.readouterr().err

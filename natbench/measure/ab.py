@@ -94,8 +94,15 @@ def run_ab(
             from natbench.measure.case import spec_row
             from natbench.measure.spec import CaseSpec
 
+            first = processes[_other(side)][-1]
+            unsupported = first.get("status") == "unsupported"  # the case, not a side, cannot run here
             rows[side] = spec_row(CaseSpec.from_dict(spec))
-            rows[side].update(status="error", error="not measured: the other side's first process failed")
+            rows[side].update(
+                status="unsupported" if unsupported else "error",
+                error=first.get("error")
+                if unsupported
+                else "not measured: the other side's first process failed",
+            )
         else:
             rows[side] = finish(spec, processes[side], repeats, reference)
         rows[side].update(ab_side=side, ab_path=paths[side], ab_interleaved_with=paths[_other(side)])
@@ -130,7 +137,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """compare's exit code: 0 no regression, 1 regression (or a failed case), 2 bad input."""
+    """compare's exit code: 0 no regression, 1 regression (or a failed case), 2 bad input or a case that
+    cannot run here (unsupported)."""
     import tempfile
 
     import torch
@@ -143,6 +151,10 @@ def main(args: argparse.Namespace) -> int:
     try:
         spec, timing = case_spec(args)
         paths = check_paths({side: getattr(args, side).split(os.pathsep) for side in SIDES})
+        if not args.threshold >= 0 or not 0 < args.alpha < 1:  # before minutes of measuring, not after
+            raise ValueError(
+                f"--threshold must be >= 0 and --alpha in (0, 1), got {args.threshold}, {args.alpha}"
+            )
     except ValueError as exc:
         print(f"natbench ab: error: {exc}", file=sys.stderr)
         return 2
@@ -160,9 +172,10 @@ def main(args: argparse.Namespace) -> int:
         ]
         if failed:
             print("natbench ab: " + "; ".join(failed), file=sys.stderr)
-            return 1
-        try:
-            result = compare(out / "base", out / "new", args.threshold, alpha=args.alpha)
+            return 2 if all(r.get("status") in ("ok", "unsupported") for r in rows.values()) else 1
+        try:  # this case only: OUT may hold rows of earlier A/Bs
+            case = [rows["new"]["case_id"]]
+            result = compare(out / "base", out / "new", args.threshold, filters=case, alpha=args.alpha)
         except (FileNotFoundError, ValueError) as exc:
             print(f"natbench ab: error: {exc}", file=sys.stderr)
             return 2

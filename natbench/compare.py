@@ -21,7 +21,10 @@ traffic, so the machine's effect on it lies between the two factors: NEW's laten
 divided by the factor between them nearest to the case's own change: a regression must remain after the
 larger, an improvement after the smaller (`--normalize auto`, the default; `off` judges raw times). The
 factors are printed. The same holds per case: where the calibrations read in a case's own processes moved
-(a busy spell met that case's processes more than the rest), their factors widen the case's range.
+(a busy spell met that case's processes more than the rest), their factors widen the case's range. Each of
+the two is tested at alpha, so about 1 case in 10 gets a range by chance; a range only ever excuses a change
+(the verdict needs it to remain after the range's far end), and in `natbench ab` a new version that slowed the
+calibration itself would excuse its own slowdown up to that factor.
 """
 
 from __future__ import annotations
@@ -368,7 +371,7 @@ def judge(
         if (worse and not sig_worse) or (better and not sig_better):
             test += (
                 f"; beyond the threshold but not significant ({len(b_vals)} vs {len(n_vals)} "
-                f"{'/'.join(sorted(kinds))}): more processes (--repeats) would decide"
+                f"{'/'.join(sorted(kinds))}): more processes (--repeats) might decide"
             )
     else:
         test = "threshold only: no per-process values or samples"
@@ -521,8 +524,8 @@ def format_text(result: Comparison) -> str:
         lines.append(f"machine drift: {readings}; {how}")
         if d.get("normalize", "auto") == "auto" and result.metric != "memory":
             lines.append(
-                "  per case, the calibrations read in its own processes widen that range where they moved "
-                "(the case's line names them)"
+                "  per case, the calibrations read in its own processes widen that range (or set one) where "
+                "they moved (the case's line names them)"
             )
     lines += ["", f"{'verdict':<12} {'ratio':>7} {'p':>6} {'base':>11} {'new':>11}  case"]
     for c in sorted(result.cases, key=lambda c: -c.ratio if m.higher_is_worse else c.ratio):

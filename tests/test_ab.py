@@ -40,6 +40,12 @@ def test_paths_must_be_directories_that_do_not_shadow_what_the_forkserver_preloa
     (tmp_path / "shadow" / "torch").mkdir(parents=True)
     with pytest.raises(ValueError, match="holds torch, which every case process has already imported"):
         ab.check_paths({"base": [str(good)], "new": [str(tmp_path / "shadow")]})
+    (tmp_path / "np").mkdir()
+    (tmp_path / "np" / "numpy").mkdir()  # preloaded too (torch imports it), so it cannot switch either
+    with pytest.raises(ValueError, match="holds numpy"):
+        ab.check_paths({"base": [str(good)], "new": [str(tmp_path / "np")]})
+    with pytest.raises(ValueError, match="empty directory"):
+        ab.check_paths({"base": [str(good), ""], "new": [str(good)]})
     paths = ab.check_paths({"base": [str(good)], "new": [str(good)]})  # an A/A is allowed
     assert paths["base"] == paths["new"] == [str(good.resolve())]
 
@@ -55,6 +61,8 @@ def _fake(monkeypatch, calib):
         c = calib(side, n)
         if c is None:
             return {**spec, "status": "error", "error": "boom", "case_id": "c"}
+        if c == "unsupported":
+            return {**spec, "status": "unsupported", "error": "no kernel for this", "case_id": "c"}
         return {**spec, "case_id": "c", "status": "ok", "latency_ms": 1.0 + n, "calib_ms": c}
 
     monkeypatch.setattr(ab, "run_process", run_process)
@@ -84,12 +92,27 @@ def test_rounds_alternate_and_slowed_processes_bring_whole_extra_rounds(monkeypa
 
 
 def test_a_failed_process_ends_both_sides_and_says_so(monkeypatch):
-    _fake(monkeypatch, lambda side, n: None if side == "base" else 0.33)
+    calls = _fake(monkeypatch, lambda side, n: None if side == "base" else 0.33)
     rows = ab.run_ab(SPEC, {"base": ["/b"], "new": ["/n"]}, repeats=3)
-    assert rows["base"]["status"] == "error" and "boom" in rows["base"]["error"]
-    assert (
-        rows["new"]["status"] == "error" and "the other side's first process failed" in rows["new"]["error"]
-    )
+    assert calls == ["base"] and rows["base"]["status"] == "error" and "boom" in rows["base"]["error"]
+    assert rows["new"]["status"] == "error"
+    assert "the base side's first process failed (error)" in rows["new"]["error"]
+    # a failure in round 2 keeps what ran; the row of its side fails
+    calls = _fake(monkeypatch, lambda side, n: None if (side, n) == ("new", 1) else 0.33)
+    rows = ab.run_ab(SPEC, {"base": ["/b"], "new": ["/n"]}, repeats=3)
+    assert calls == ["base", "new", "new"] and rows["new"]["status"] == "error"
+
+
+def test_one_side_unsupported_still_runs_the_other_side(monkeypatch):
+    # the versions may differ in what they support: new lost the case that base runs
+    calls = _fake(monkeypatch, lambda side, n: "unsupported" if side == "new" else 0.33)
+    rows = ab.run_ab(SPEC, {"base": ["/b"], "new": ["/n"]}, repeats=3)
+    assert calls == ["base", "new"] and rows["base"]["status"] == "ok"
+    assert rows["new"]["status"] == "unsupported"
+    calls = _fake(monkeypatch, lambda side, n: "unsupported" if side == "base" else 0.33)
+    rows = ab.run_ab(SPEC, {"base": ["/b"], "new": ["/n"]}, repeats=3)
+    assert calls == ["base", "new"] and rows["new"]["status"] == "ok"
+    assert rows["base"]["status"] == "unsupported"
 
 
 def test_ab_measures_each_side_from_its_own_path_and_exits_as_compare(tmp_path, capsys):
@@ -107,8 +130,10 @@ def test_ab_measures_each_side_from_its_own_path_and_exits_as_compare(tmp_path, 
     assert "not a directory" in capsys.readouterr().err
     assert cli_main([*argv, "--base", str(fast), "--new", str(slow), "--alpha", "2"]) == 2
     assert "--alpha in (0, 1)" in capsys.readouterr().err
+    few = ["ab", "abcase:work", "--repeats", "2", "--base", str(fast), "--new", str(slow)]
+    assert cli_main(few) == 2 and "--repeats must be >= 3 for an A/B" in capsys.readouterr().err
     # a case that cannot run here: nothing comparable (2), with the reason, never a silent 0
-    cuda = ["ab", "na", "--device", "cuda", "--resolution", "14", "--kernel-size", "3", "--repeats", "1"]
+    cuda = ["ab", "na", "--device", "cuda", "--resolution", "14", "--kernel-size", "3", "--repeats", "3"]
     if not torch.cuda.is_available():
         assert cli_main([*cuda, "--base", str(fast), "--new", str(slow)]) == 2
         assert "unsupported" in capsys.readouterr().err

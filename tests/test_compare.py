@@ -75,7 +75,7 @@ def test_large_ratio_that_the_noise_explains_is_not_a_regression(tmp_path):
     new = write(tmp_path / "new", [row("a", [5.0, 13.0, 15.0])])
     (case,) = compare(base, new).cases
     assert case.ratio > 1.1 and case.verdict == "unchanged" and case.p_value > 0.05
-    assert "not significant (3 vs 3 processes): more processes (--repeats) would decide" in case.test
+    assert "not significant (3 vs 3 processes): more processes (--repeats) might decide" in case.test
 
 
 def test_a_ten_percent_slowdown_is_a_regression_at_the_default_threshold(tmp_path):

@@ -585,7 +585,13 @@ def test_preset_reruns_is_a_share_of_repeats(tmp_path):
     assert load_preset(write_preset(tmp_path / "z.toml", '[[grid]]\ntarget = "na"', reruns=0)).reruns == 0
     timed = write_preset(tmp_path / "s.toml", '[[grid]]\ntarget = "na"', rerun_seconds=45)
     assert load_preset(timed).rerun_seconds == 45 and load_preset("cpu-quick").rerun_seconds == 45
-    with pytest.raises(ValueError, match="rerun_seconds must be a positive, finite number"):
+    assert (
+        load_preset(
+            write_preset(tmp_path / "0.toml", '[[grid]]\ntarget = "na"', rerun_seconds=0)
+        ).rerun_seconds
+        == 0
+    )
+    with pytest.raises(ValueError, match="rerun_seconds must be a finite number >= 0"):
         load_preset(write_preset(tmp_path / "n.toml", '[[grid]]\ntarget = "na"', rerun_seconds=-5))
     with pytest.raises(ValueError, match="finite"):
         load_preset(write_preset(tmp_path / "t.toml", '[[grid]]\ntarget = "na"', timeout="inf"))

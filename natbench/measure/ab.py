@@ -20,23 +20,45 @@ from typing import Any
 from natbench.measure.repeat import contended, fastest, finish, run_process
 
 SIDES = ("base", "new")
-# imported by the forkserver before any case process starts (natbench.measure.isolate._PRELOAD and theirs)
-PRELOADED = ("natbench", "torch", "timm")
+MIN_REPEATS = 3  # Mann-Whitney over 2 processes a side can never reach p <= 0.05 (its smallest p is 1/6)
+
+
+def _top_level_modules() -> list[str]:
+    return sorted({name.split(".")[0] for name in sys.modules})
+
+
+def preloaded() -> set[str]:
+    """Top-level packages a case process has imported before it runs anything: asked of one such process
+    (the forkserver's preload and what it imports; this module's own imports, all natbench's, on top)."""
+    from natbench.measure.isolate import run_in_process
+
+    got, status, error = run_in_process(_top_level_modules, {}, 120, "cpu")
+    if got is None:
+        raise RuntimeError(f"could not start a case process to see what it preloads: {status}: {error}")
+    return set(got)
 
 
 def check_paths(paths: dict[str, list[str]]) -> dict[str, list[str]]:
     """The sides' import paths as absolute directories; ValueError saying what to change otherwise."""
     out = {}
+    loaded = None
     for side in SIDES:
         dirs = paths.get(side) or []
         if not dirs:
             raise ValueError(f"--{side} needs at least one directory (what the {side} side imports first)")
         resolved = []
         for d in dirs:
+            if not d.strip():
+                raise ValueError(f"--{side} has an empty directory (a stray {os.pathsep!r}?): drop it")
             p = Path(d).expanduser()
             if not p.is_dir():
                 raise ValueError(f"--{side} {d}: not a directory")
-            shadowed = [m for m in PRELOADED if (p / m).is_dir() or (p / f"{m}.py").is_file()]
+            loaded = preloaded() if loaded is None else loaded
+            shadowed = sorted(
+                e.name.removesuffix(".py")
+                for e in p.iterdir()
+                if e.name.removesuffix(".py") in loaded and (e.is_dir() or e.suffix == ".py")
+            )
             if shadowed:
                 raise ValueError(
                     f"--{side} {d} holds {', '.join(shadowed)}, which every case process has already imported "
@@ -64,7 +86,9 @@ def run_ab(
     either side has fewer than `repeats` uncontended processes, whole rounds run again (at most
     `extra_rounds`, default `repeats`, so both sides keep meeting the same minutes), and each side's row is
     made of its `repeats` least contended processes, judged against the fastest calibration of both sides.
-    A failed process ends both sides; its side's row says so."""
+    A process that fails in the first `repeats` rounds ends both sides and its side's row says so; one side's
+    first process unsupported still runs the other's first (the versions may differ in what they support).
+    A failure in an extra round is left out of its row (`rerun_failures`), as in natbench.measure.repeat."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     extra_rounds = repeats if extra_rounds is None else extra_rounds
@@ -77,16 +101,18 @@ def run_ab(
 
     failed = False
     for i in range(repeats + extra_rounds):
-        if i >= repeats and settled():
+        if failed or (i >= repeats and settled()):
             break
         for side in SIDES if i % 2 == 0 else SIDES[::-1]:
+            if failed and processes[side]:
+                break
             got = run_process(spec, timeout, timing, memory_limit, None, threads, path=paths[side])
             processes[side].append(got)
-            failed = got.get("status") != "ok"
-            if failed:
-                break
-        if failed:
-            break
+            status = got.get("status")
+            if status != "ok":
+                failed = True
+                if not (status == "unsupported" and not processes[_other(side)]):
+                    break
     reference = fastest([p for side in SIDES for p in processes[side]])
     rows = {}
     for side in SIDES:
@@ -94,14 +120,11 @@ def run_ab(
             from natbench.measure.case import spec_row
             from natbench.measure.spec import CaseSpec
 
-            first = processes[_other(side)][-1]
-            unsupported = first.get("status") == "unsupported"  # the case, not a side, cannot run here
+            other = processes[_other(side)][-1]
             rows[side] = spec_row(CaseSpec.from_dict(spec))
             rows[side].update(
-                status="unsupported" if unsupported else "error",
-                error=first.get("error")
-                if unsupported
-                else "not measured: the other side's first process failed",
+                status="error",
+                error=f"not measured: the {_other(side)} side's first process failed ({other.get('status')})",
             )
         else:
             rows[side] = finish(spec, processes[side], repeats, reference)
@@ -151,6 +174,11 @@ def main(args: argparse.Namespace) -> int:
     try:
         spec, timing = case_spec(args)
         paths = check_paths({side: getattr(args, side).split(os.pathsep) for side in SIDES})
+        if args.repeats < MIN_REPEATS:
+            raise ValueError(
+                f"--repeats must be >= {MIN_REPEATS} for an A/B (got {args.repeats}): with 2 processes a side "
+                "Mann-Whitney's smallest p is 1/6, and compare's per-case calibrations need 5"
+            )
         if not args.threshold >= 0 or not 0 < args.alpha < 1:  # before minutes of measuring, not after
             raise ValueError(
                 f"--threshold must be >= 0 and --alpha in (0, 1), got {args.threshold}, {args.alpha}"
@@ -172,7 +200,9 @@ def main(args: argparse.Namespace) -> int:
         ]
         if failed:
             print("natbench ab: " + "; ".join(failed), file=sys.stderr)
-            return 2 if all(r.get("status") in ("ok", "unsupported") for r in rows.values()) else 1
+            # both unsupported: the case cannot run here; one side alone: the versions differ (a regression
+            # when new lost it)
+            return 2 if all(r.get("status") == "unsupported" for r in rows.values()) else 1
         try:  # this case only: OUT may hold rows of earlier A/Bs
             case = [rows["new"]["case_id"]]
             result = compare(out / "base", out / "new", args.threshold, filters=case, alpha=args.alpha)

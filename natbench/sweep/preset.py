@@ -22,8 +22,8 @@
 `repeats` (setting, default 3): fresh processes per case and per pair. A pair adds a kind="pair" row with
 the ratio and its interval; its two members are also run as ordinary cases. `reruns` (default 0.4): the
 share of `repeats` a case may run again when processes were slowed by the machine (natbench.measure.repeat);
-`rerun_seconds` (default: no limit) caps the time the re-run passes may take, so that a busy spell does not
-stretch the sweep.
+`rerun_seconds` (default: no limit): no re-run starts later than this after the re-run passes began, so that a
+busy spell does not stretch the sweep (0: no re-runs).
 
 Fields are those of natbench.measure.spec.CaseSpec; fields that do not apply to a target are dropped, and
 equal cases are run once.
@@ -145,10 +145,14 @@ def parse_preset(data: dict[str, Any], name: str, source: str = "") -> Preset:
         value = settings[key]
         if key == "reruns":  # a share of repeats
             bad = not isinstance(value, types) or not 0 <= value <= 1
+        elif key == "rerun_seconds":  # 0: no re-runs
+            bad = not isinstance(value, types) or not (value >= 0 and math.isfinite(value))
         else:
             bad = not isinstance(value, types) or not (value > 0 and math.isfinite(value))
         if bad:
-            kind = "a share of repeats from 0 to 1" if key == "reruns" else "a positive, finite number"
+            kind = {"reruns": "a share of repeats from 0 to 1", "rerun_seconds": "a finite number >= 0"}.get(
+                key, "a positive, finite number"
+            )
             raise ValueError(f"{where}: setting {key} must be {kind}, got {value!r}")
     try:
         TimerConfig.from_dict({k: v for k, v in settings.items() if k in TIMER_SETTINGS})

@@ -114,8 +114,9 @@ def run_sweep(
     retry: statuses whose cases run again (e.g. ("timeout", "error")); the newest row of a case wins.
     force: run every case again.
     rerun_share: processes slowed by the machine (natbench.measure.repeat) are re-run after the R passes,
-    in up to this share of R extra passes (default: the preset's `reruns`, else 0.4; 0: none), and for at most
-    `rerun_seconds` (default: the preset's, else no limit): later cases then keep the processes they have.
+    in up to this share of R extra passes (default: the preset's `reruns`, else 0.4; 0: none); no re-run starts
+    later than `rerun_seconds` after the first (default: the preset's, else no limit): the cases left then keep
+    the processes they have.
     timeout / memory_limit_gb / threads: per case, default the preset's settings (timeout: 600 s).
     Cases run in multiprocessing (forkserver) processes: in a script, call this under
     `if __name__ == "__main__":`, as for any multiprocessing code.

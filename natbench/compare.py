@@ -96,6 +96,7 @@ class Comparison:
     only_in_new: list[str]
     not_comparable: list[dict[str, Any]]  # in both, but no verdict possible: each with its reason
     drift: dict[str, Any] | None = None  # calibration workload NEW / BASE, and whether it was applied
+    normalize: str = "auto"  # "off": raw times, no machine drift taken out (sweep-wide or per case)
 
     @property
     def regressions(self) -> list[CaseDelta]:
@@ -126,6 +127,7 @@ class Comparison:
             "only_in_new": self.only_in_new,
             "not_comparable": self.not_comparable,
             "drift": self.drift,
+            "normalize": self.normalize,
         }
 
 
@@ -447,7 +449,6 @@ def compare(
     drift = machine_drift(base_rows, new_rows, alpha)
     if drift is not None:
         drift["applied"] = bool(normalize == "auto" and drift["significant"] and metric != "memory")
-        drift["normalize"] = normalize
     cases, not_comparable = [], []
     for case_id in sorted(set(base_rows) & set(new_rows)):
         b, n = base_rows[case_id], new_rows[case_id]
@@ -487,6 +488,7 @@ def compare(
         sorted(set(new_rows) - set(base_rows)),
         not_comparable,
         drift,
+        normalize,
     )
 
 
@@ -522,7 +524,7 @@ def format_text(result: Comparison) -> str:
         else:
             how = "not applied"
         lines.append(f"machine drift: {readings}; {how}")
-        if d.get("normalize", "auto") == "auto" and result.metric != "memory":
+        if result.normalize == "auto" and result.metric != "memory":
             lines.append(
                 "  per case, the calibrations read in its own processes widen that range (or set one) where "
                 "they moved (the case's line names them)"
@@ -550,6 +552,16 @@ def format_text(result: Comparison) -> str:
         f"{len(result.not_comparable)} not comparable",
     ]
     return "\n".join(lines)
+
+
+def show(result: Comparison, as_json: bool = False, title: str | None = None) -> None:
+    """Print a comparison: as JSON, or as text under an optional title line."""
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    if title:
+        print(title)
+    print(format_text(result))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -600,10 +612,7 @@ def main(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"natbench compare: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        print(format_text(result))
+    show(result, args.json)
     if result.exit_code == 2:
         print("natbench compare: no case could be compared (reasons above)", file=sys.stderr)
     return result.exit_code

@@ -4,14 +4,14 @@ machine's drift falls on both sides alike; then `natbench compare` judges B agai
 Two runs measured one after the other differ by whatever the machine did in between: on the 2-core VM a
 planted 10 % slowdown measured 0.95-1.36x in sequential runs seconds apart. Interleaving the processes puts
 both versions in the same minutes. What the two paths can switch is what a case process imports itself:
-a custom target (`module:function`), natten, any package natbench does not preload. natbench, torch and timm
-are imported once in the forkserver that starts every case process, so both sides run this environment's.
+a custom target (`module:function`), natten, any package not preloaded. natbench, torch, timm, numpy and what
+they import are imported once in the forkserver that starts every case process (`preloaded` asks one), so both
+sides would run this environment's: a path holding one of them is refused.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -167,13 +167,12 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from natbench import results
-    from natbench.compare import compare, format_text
+    from natbench.compare import compare, show
     from natbench.env import collect
     from natbench.measure.cli import case_spec
 
     try:
         spec, timing = case_spec(args)
-        paths = check_paths({side: getattr(args, side).split(os.pathsep) for side in SIDES})
         if args.repeats < MIN_REPEATS:
             raise ValueError(
                 f"--repeats must be >= {MIN_REPEATS} for an A/B (got {args.repeats}): with 2 processes a side "
@@ -183,11 +182,14 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--threshold must be >= 0 and --alpha in (0, 1), got {args.threshold}, {args.alpha}"
             )
+        resolved = spec.resolved(torch.cuda.is_available()).to_dict()
+        paths = {side: getattr(args, side).split(os.pathsep) for side in SIDES}
+        rows = run_ab(
+            resolved, paths, args.timeout, timing, args.threads, args.repeats
+        )  # checks the paths first
     except ValueError as exc:
         print(f"natbench ab: error: {exc}", file=sys.stderr)
         return 2
-    resolved = spec.resolved(torch.cuda.is_available()).to_dict()
-    rows = run_ab(resolved, paths, args.timeout, timing, args.threads, args.repeats)
     with tempfile.TemporaryDirectory(prefix="natbench-ab-") as tmp:
         out = Path(args.out or tmp)
         env = collect()
@@ -209,11 +211,11 @@ def main(args: argparse.Namespace) -> int:
         except (FileNotFoundError, ValueError) as exc:
             print(f"natbench ab: error: {exc}", file=sys.stderr)
             return 2
-        if args.json:
-            print(json.dumps(result.to_dict(), indent=2))
-        else:
-            print(f"A/B of {resolved.get('target')}, {args.repeats} processes a side, interleaved")
-            print(format_text(result))
-            if args.out:
-                print(f"rows: {out / 'base'}, {out / 'new'}")
+        show(
+            result,
+            args.json,
+            f"A/B of {resolved.get('target')}, {args.repeats} processes a side, interleaved",
+        )
+        if args.out and not args.json:
+            print(f"rows: {out / 'base'}, {out / 'new'}")
         return result.exit_code

@@ -214,11 +214,10 @@ def planted(tries: int, threads: int | None, tmp: Path, repeats: int = REPEATS) 
 def planted_ab(tries: int, threads: int | None, tmp: Path, dirs: dict, spec: dict, repeats: int) -> dict:
     """The same through `natbench ab`: plain and slow processes interleaved; and plain against itself."""
     from natbench import results
-    from natbench.compare import compare
-    from natbench.measure.ab import run_ab
+    from natbench.measure.ab import judge, run_ab
 
     flagged = {0.1: 0, 0.05: 0}
-    aa_flagged = 0
+    aa_flagged = sentinel_moved = 0
     ratios = []
     for t in range(tries):
         for label, new in (("ab", "slow"), ("ab-aa", "plain")):
@@ -229,16 +228,19 @@ def planted_ab(tries: int, threads: int | None, tmp: Path, dirs: dict, spec: dic
             for side, row in rows.items():
                 results.append_row(d / side, row)
             if label == "ab-aa":
-                aa_flagged += bool(compare(d / "base", d / "new").regressions)
+                aa_flagged += bool(judge(rows, d, 0.05, 0.05)[0].regressions)
                 continue
             for threshold in flagged:
-                flagged[threshold] += bool(compare(d / "base", d / "new", threshold).regressions)
-            ratios.append(compare(d / "base", d / "new").cases[0].ratio)
+                result, moved = judge(rows, d, threshold, 0.05)
+                flagged[threshold] += bool(result.regressions)
+                sentinel_moved += bool(moved) and threshold == 0.05
+            ratios.append(result.cases[0].ratio)
     return {
         "flagged_at_10pct": flagged[0.1],
         "flagged_at_5pct": flagged[0.05],
         "a_a_flagged": aa_flagged,
         "ratios": [round(r, 3) for r in ratios],
+        "sentinel_moved": sentinel_moved,
     }
 
 
@@ -348,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  interleaved (natbench ab, plain and slow processes alternating): flagged "
                 f"{ab['flagged_at_5pct']}/{p['tries']} at 0.05, {ab['flagged_at_10pct']}/{p['tries']} at 0.1; "
-                f"A/A flagged {ab['a_a_flagged']}/{p['tries']}; measured ratios {ab['ratios']}"
+                f"A/A flagged {ab['a_a_flagged']}/{p['tries']}; measured ratios {ab['ratios']}; the sentinel "
+                f"moved between the sides (judged on raw times) in {ab['sentinel_moved']}/{p['tries']}"
             )
             met &= ab["flagged_at_5pct"] >= PLANTED_TARGET * p["tries"] and ab["a_a_flagged"] == 0
             met &= p["a_a_flagged"] == 0

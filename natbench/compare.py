@@ -14,6 +14,15 @@ the baseline's between-run noise; a regression (improvement) must also be beyond
 Rows of short runs carry the machine's drift floor (`latency_drift_cv`, from `natbench noise`): two such runs
 differ by it even when nothing changed, so their change must also exceed 1.96 x the floors' root sum of squares.
 
+The sentinel: rows timed with it (natbench.measure.timer) carry each process's latency relative to a matmul
+run between its timed blocks (`latency_rel_process`). Where both rows have it from the same sentinel, a case
+is judged on those values put back at BASE's sentinel speed (at_sentinel): each block and its sentinel met
+the same moment of the machine, so a busy spell cancels per block instead of being bounded after the fact.
+It cancels fully for work bound like a matmul; work slowed more than a matmul by the machine's busy spells
+(the fused NA kernel: about twice, in log terms) keeps part of the spell. The printed raw ratio and factor show
+how much the machine's speed accounted for. Rows without a sentinel (older, CUDA, adaptive timer) go on as
+below (`--normalize calibrations` forces that; `off` judges raw times).
+
 Machine drift: every process times two calibration workloads, a matmul (`calib_process_ms`) and a copy from
 DRAM (`calib_bw_process_ms`). When the two sets' readings of one differ (Mann-Whitney U over all their
 processes at level alpha), the machine itself ran at another speed. A case's time mixes compute and memory
@@ -46,8 +55,9 @@ from natbench.results import CASE_PARAMS, RESULTS_FILE, has_rows
 DESCRIBE = ("kind", *CASE_PARAMS)
 ALPHA = 0.05
 THRESHOLD = 0.05
-NORMALIZE = ("auto", "off")
+NORMALIZE = ("auto", "calibrations", "off")
 MACHINE_KEYS = ("machine", "device_name", "threads")
+SENTINEL_TEST = "latency relative to the interleaved sentinel"
 CALIBRATION_COLUMNS = ("calib_process_ms", "calib_bw_process_ms")  # per process: matmul, DRAM copy
 
 
@@ -82,6 +92,11 @@ class CaseDelta:
     busy: bool = False  # either row was measured on a busy machine (loadavg above its CPUs)
     machine_factor: float | None = None  # NEW's times were divided by this (machine drift), if at all
     base_runs: int = 1  # baseline runs pooled for this case
+    # log(NEW / BASE) of the values' geometric means and its standard error (Welch; None without a spread);
+    # std_change = their quotient: the change in units of what the processes' own spread explains
+    log_change: float | None = None
+    change_se: float | None = None
+    std_change: float | None = None
 
 
 @dataclass
@@ -97,6 +112,9 @@ class Comparison:
     not_comparable: list[dict[str, Any]]  # in both, but no verdict possible: each with its reason
     drift: dict[str, Any] | None = None  # calibration workload NEW / BASE, and whether it was applied
     normalize: str = "auto"  # "off": raw times, no machine drift taken out (sweep-wide or per case)
+    scatter: dict[str, Any] | None = (
+        None  # the cases' between-run scatter a change must exceed (see between_runs)
+    )
 
     @property
     def regressions(self) -> list[CaseDelta]:
@@ -128,6 +146,7 @@ class Comparison:
             "not_comparable": self.not_comparable,
             "drift": self.drift,
             "normalize": self.normalize,
+            "scatter": self.scatter,
         }
 
 
@@ -271,6 +290,33 @@ def case_drift(base: dict[str, Any], new: dict[str, Any], alpha: float = ALPHA) 
     return out
 
 
+def sentinel_speed(base: dict[str, Any], new: dict[str, Any]) -> float | None:
+    """The sentinel ms both rows' relative latencies are put back at (BASE's median reading), when both rows
+    carry them from the same sentinel (at least 2 processes each); else None."""
+    if _missing(base.get("sentinel")) or base.get("sentinel") != new.get("sentinel"):
+        return None
+    if min(len(_list(r.get("latency_rel_process"))) for r in (base, new)) < 2:
+        return None
+    readings = _list(base.get("sentinel_process_ms"))
+    return float(np.median(readings)) if readings else None
+
+
+def at_sentinel(row: dict[str, Any], speed: float) -> dict[str, Any]:
+    """A row whose latencies are its processes' relative latencies x `speed` (ms of a sentinel call): what
+    each process would have taken with the machine at that speed; throughput follows."""
+    out = dict(row)
+    rel = _list(row.get("latency_rel_process"))
+    out["latency_process_ms"] = [v * speed for v in rel]
+    out["latency_samples_ms"] = None
+    point = _number(row.get("latency_rel"))
+    out["latency_ms"] = (point if point is not None else float(np.median(rel))) * speed
+    if row.get("base_rel_points"):
+        out["base_points"] = [v * speed for v in row["base_rel_points"]]
+    if _number(row.get("throughput")) is not None and _number(row.get("batch")):
+        out["throughput"] = _number(row["batch"]) * 1e3 / out["latency_ms"]
+    return out
+
+
 def _scaled(row: dict[str, Any], factor: float) -> dict[str, Any]:
     """NEW's latency columns divided by the machine's drift factor (throughput multiplied)."""
     out = dict(row)
@@ -287,6 +333,8 @@ def _scaled(row: dict[str, Any], factor: float) -> dict[str, Any]:
 
 
 POOLED = (
+    "latency_rel_process",
+    "sentinel_process_ms",
     "latency_process_ms",
     "peak_mem_process_bytes",
     "latency_samples_ms",
@@ -309,6 +357,10 @@ def pool(rows: list[dict[str, Any]], metric: Metric) -> dict[str, Any]:
     if points:
         out[metric.column] = float(np.median(points))
     out["base_points"] = points
+    if len({r.get("sentinel") for r in ok}) > 1:  # runs' sentinels differ: their relative times do not pool
+        out["latency_rel_process"] = out["sentinel_process_ms"] = None
+    rel = [_number(r.get("latency_rel")) for r in ok]
+    out["base_rel_points"] = rel if all(v is not None for v in rel) else None
     out["busy"] = any(r.get("busy") is True for r in ok)
     floors = [f for f in (_number(r.get("latency_drift_cv")) for r in ok) if f is not None]
     out["latency_drift_cv"] = max(floors, default=None)  # the widest any baseline run carried
@@ -395,6 +447,7 @@ def judge(
         verdict,
         busy,
         base_runs=max(1, len(points)),
+        **(log_change(b_vals, n_vals) if b_vals and n_vals else {}),
     )
 
 
@@ -419,8 +472,10 @@ def compare(
     base: one results directory, or several (oldest first): then each case's baseline pools its rows from the
     runs measured on NEW's machine (see `pool`), and a change must also go beyond every baseline run.
 
-    normalize: "auto" divides NEW's times by the machine's drift when a calibration workload says it
-    changed significantly (see machine_drift); "off" judges raw times (memory is never normalized)."""
+    normalize: "auto" judges a case on its latency relative to the interleaved sentinel where both rows
+    carry it (at_sentinel), and otherwise as "calibrations": NEW's times divided by the machine's drift when a
+    calibration workload says it changed significantly (see machine_drift); "off" judges raw times (memory is
+    never normalized)."""
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0 (a fraction, 0.1 = 10 %), got {threshold}")
     if metric not in METRICS:
@@ -447,13 +502,22 @@ def compare(
     if patterns and not base_rows and not new_rows:
         raise ValueError(f"--filter {' '.join(patterns)} matches no case in either result set")
     drift = machine_drift(base_rows, new_rows, alpha)
+    ranges = normalize != "off" and metric != "memory"
     if drift is not None:
-        drift["applied"] = bool(normalize == "auto" and drift["significant"] and metric != "memory")
+        drift["applied"] = bool(ranges and drift["significant"])
     cases, not_comparable = [], []
     for case_id in sorted(set(base_rows) & set(new_rows)):
         b, n = base_rows[case_id], new_rows[case_id]
+        speed = sentinel_speed(b, n) if normalize == "auto" and metric != "memory" else None
+        if speed is not None:
+            cases_or_reason = _judge_at_sentinel(b, n, speed, m, threshold, alpha)
+            if isinstance(cases_or_reason, str):
+                not_comparable.append(_reason(case_id, b, n, cases_or_reason))
+            else:
+                cases.append(cases_or_reason)
+            continue
         span = (drift["low"], drift["high"]) if drift is not None and drift["applied"] else None
-        local = case_drift(b, n, alpha) if normalize == "auto" and metric != "memory" else []
+        local = case_drift(b, n, alpha) if ranges else []
         if local:
             low, high = span or (1.0, 1.0)
             span = (min(low, *local), max(high, *local))
@@ -466,17 +530,12 @@ def compare(
             if local:
                 got.test += f"; its own processes' calibrations read new/base {' and '.join(f'{f:.3f}' for f in local)}"
         if isinstance(got, str):
-            not_comparable.append(
-                {
-                    "case_id": case_id,
-                    "base_status": b.get("status"),
-                    "new_status": n.get("status"),
-                    "reason": got,
-                    "describe": _describe(n),
-                }
-            )
+            not_comparable.append(_reason(case_id, b, n, got))
         else:
             cases.append(got)
+    scatter = between_runs(cases, alpha)
+    if scatter is not None:
+        cases = [_within_scatter(c, scatter) for c in cases]
     return Comparison(
         ", ".join(str(b) for b in bases),
         str(new),
@@ -489,7 +548,86 @@ def compare(
         not_comparable,
         drift,
         normalize,
+        scatter,
     )
+
+
+SCATTER_MIN_CASES = 20  # fewer cases do not tell their scatter from their changes
+
+
+def log_change(base: list[float], new: list[float]) -> dict[str, float | None]:
+    """log(NEW / BASE) of the positive values' geometric means, its standard error (Welch) and their quotient;
+    None where there is no spread."""
+    b, n = (np.log([v for v in vals if v > 0]) for vals in (base, new))
+    if len(b) < 2 or len(n) < 2:
+        return {}
+    change = float(n.mean() - b.mean())
+    se = math.sqrt(b.var(ddof=1) / len(b) + n.var(ddof=1) / len(n))
+    if se <= 0:
+        return {"log_change": change}
+    return {"log_change": change, "change_se": se, "std_change": change / se}
+
+
+def between_runs(cases: list[CaseDelta], alpha: float) -> dict[str, Any] | None:
+    """How far this comparison's cases' changes scatter beyond their processes' spread, and the bar a change
+    must clear; None with fewer than SCATTER_MIN_CASES cases.
+
+    Each case's change in units of its own standard error (`std_change`) scatters with SD 1 when its processes
+    tell the whole story. The runs add their own part (one sweep's processes still share that sweep), and 61
+    cases at one-sided alpha 0.05 flag about 3 by chance. So the empirical null of those units sets the bar:
+    their robust SD (scipy.stats.median_abs_deviation), measured about the cases' median change, so that
+    neither the few cases that changed nor a change shared by all of them widens it. A regression or
+    improvement must exceed z of it (never less than z), z at level alpha / cases, about no change (a change
+    shared by every case still counts), so that a comparison of unchanged code flags any case with probability
+    about alpha."""
+    from scipy.stats import median_abs_deviation, norm
+
+    known = [c for c in cases if c.std_change is not None]
+    if len(known) < SCATTER_MIN_CASES:
+        return None
+    centre = float(np.median([c.log_change for c in known]))
+    units = [(c.log_change - centre) / c.change_se for c in known]
+    sd = float(median_abs_deviation(units, scale="normal"))
+    z = float(norm.ppf(1 - alpha / len(units)))
+    return {"cases": len(units), "robust_sd": sd, "z": z, "bar": z * max(sd, 1.0)}
+
+
+def _within_scatter(case: CaseDelta, scatter: dict[str, Any]) -> CaseDelta:
+    if case.verdict == "unchanged" or case.std_change is None or abs(case.std_change) > scatter["bar"]:
+        return case
+    test = (
+        f"{case.test}; within the scatter of this comparison's cases ({abs(case.std_change):.1f} standard "
+        f"errors; a {case.verdict} must exceed {scatter['bar']:.1f})"
+    )
+    return replace(case, verdict="unchanged", test=test)
+
+
+def _reason(case_id: str, base: dict[str, Any], new: dict[str, Any], reason: str) -> dict[str, Any]:
+    return {
+        "case_id": case_id,
+        "base_status": base.get("status"),
+        "new_status": new.get("status"),
+        "reason": reason,
+        "describe": _describe(new),
+    }
+
+
+def _judge_at_sentinel(
+    base: dict[str, Any], new: dict[str, Any], speed: float, metric: Metric, threshold: float, alpha: float
+) -> CaseDelta | str:
+    """judge() on both rows' relative latencies put back at BASE's sentinel speed; the line keeps the raw
+    medians and names the factor the machine's speed accounted for."""
+    raw = judge(base, new, metric, threshold, alpha)
+    if isinstance(raw, str):
+        return raw
+    got = judge(at_sentinel(base, speed), at_sentinel(new, speed), metric, threshold, alpha)
+    if isinstance(got, str):
+        return got
+    times = raw.ratio / got.ratio if metric.higher_is_worse else got.ratio / raw.ratio
+    got.test += (
+        f", of {SENTINEL_TEST} (raw ratio {raw.ratio:.3f}: the machine's speed accounted for x{times:.3f})"
+    )
+    return replace(got, base=raw.base, new=raw.new, machine_factor=times)
 
 
 def _fmt(value: float, metric: str) -> str:
@@ -524,11 +662,29 @@ def format_text(result: Comparison) -> str:
         else:
             how = "not applied"
         lines.append(f"machine drift: {readings}; {how}")
-        if result.normalize == "auto" and result.metric != "memory":
+        if result.normalize != "off" and result.metric != "memory":
             lines.append(
                 "  per case, the calibrations read in its own processes widen that range (or set one) where "
                 "they moved (the case's line names them)"
             )
+    sc = result.scatter
+    if sc is not None:
+        lines.append(
+            f"between runs: the {sc['cases']} cases' changes, each in units of its standard error, scatter with a "
+            f"robust SD of {sc['robust_sd']:.2f} (1: the processes' spread explains them); a regression or "
+            f"improvement must exceed {sc['bar']:.2f} of its standard errors (z {sc['z']:.2f} at alpha / cases)"
+        )
+    elif len(result.cases) < SCATTER_MIN_CASES:
+        lines.append(
+            f"between runs: {len(result.cases)} cases (< {SCATTER_MIN_CASES}) cannot show the runs' scatter; the "
+            "test sees only the processes' spread: believe a flag after a second run of both"
+        )
+    relative = sum(SENTINEL_TEST in c.test for c in result.cases)
+    if relative:
+        lines.append(
+            f"sentinel: {relative} of {len(result.cases)} cases judged on latency relative to the sentinel "
+            "interleaved with their timed calls, not by the drift above (their line gives the raw ratio)"
+        )
     lines += ["", f"{'verdict':<12} {'ratio':>7} {'p':>6} {'base':>11} {'new':>11}  case"]
     for c in sorted(result.cases, key=lambda c: -c.ratio if m.higher_is_worse else c.ratio):
         p = "-" if c.p_value is None else f"{c.p_value:.3f}"
@@ -591,8 +747,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--normalize",
         choices=NORMALIZE,
         default="auto",
-        help="auto: divide NEW's times by the machine's drift when the calibration workloads changed "
-        "significantly, over all processes or in a case's own (default); off: judge raw times",
+        help="auto: judge latency relative to the sentinel interleaved with the timed calls where both rows "
+        "carry it, else as calibrations (default); calibrations: divide NEW's times by the machine's drift "
+        "when the calibration workloads changed significantly, over all processes or in a case's own; "
+        "off: judge raw times",
     )
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
 

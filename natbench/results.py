@@ -85,6 +85,14 @@ COLUMNS: dict[str, str] = {
     "calib_bw_ms": "median ms of the memory calibration (a 24 MiB copy from DRAM, read after the prime; CPU only) "
     "across processes",
     "calib_bw_process_ms": "the memory calibration's ms in each process (list)",
+    "sentinel": "what the sentinel ran (a 256x256 matmul and torch's version; CPU blocked timer): readings and "
+    "latency_rel compare only between rows with the same sentinel",
+    "sentinel_ms": "median ms of a sentinel call, read in a block after each timed block (the machine's speed "
+    "at the moments the case ran); across the case's processes",
+    "sentinel_process_ms": "the sentinel's median ms in each process (list)",
+    "latency_rel": "latency in sentinel calls: per process the median over blocks of (block / the sentinel "
+    "block after it), then the median over processes. The machine's speed cancels: compare judges this",
+    "latency_rel_process": "latency_rel of each process (list)",
     "processes_run": "fresh processes the case ran: repeats, plus re-runs of processes slowed by the machine",
     "contended_processes": "processes whose matmul calibration read over 10 % slower than the fastest on this "
     "device in the sweep when the row was written (slowed by other work on the machine): re-run up to the "

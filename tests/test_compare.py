@@ -259,6 +259,94 @@ def test_a_busy_spell_in_one_case_s_own_processes_excuses_up_to_its_calibration(
     assert "per case, the calibrations read in its own processes" in capsys.readouterr().out
 
 
+SENTINEL = "matmul 256x256 float32, torch 2.x"
+
+
+def timed(rel, speed, **extra):
+    """A row timed with the sentinel: each process's relative latency and its sentinel's ms."""
+    return {
+        "latency_rel_process": rel,
+        "latency_rel": float(np.median(rel)),
+        "sentinel_process_ms": speed,
+        "sentinel": SENTINEL,
+        **extra,
+    }
+
+
+def test_cases_timed_with_the_sentinel_are_judged_relative_to_it(tmp_path, capsys):
+    def case(rel_centre, speeds):
+        rel = noisy(rel_centre, cv=0.01)
+        return row("a", [r * s for r, s in zip(rel, speeds)], **timed(rel, speeds))
+
+    calm, mixed = [0.33] * 5, [0.33, 0.40, 0.33, 0.41, 0.40]  # processes in the machine's slow state: ~22 %
+    base = write(tmp_path / "base", [case(10, calm)])
+    # raw times scattered by the slow state, relative ones not: the same code is unchanged
+    same = write(tmp_path / "same", [case(10, mixed)])
+    (a,) = compare(base, same).cases
+    assert a.verdict == "unchanged" and a.ratio == pytest.approx(1.0, abs=0.03)
+    assert (
+        a.machine_factor == pytest.approx(1.21, rel=0.04) and "relative to the interleaved sentinel" in a.test
+    )
+    assert a.base == pytest.approx(3.3, rel=0.03) and a.new > 3.9  # the line keeps the raw medians
+    assert compare(base, same, normalize="off").cases[0].ratio > 1.15  # raw: 21 % "slower"
+    # 10 % more work, measured on a calm machine against a baseline met by the slow state: raw times read
+    # it faster; relative to the sentinel it is the regression it is
+    busy_base = write(tmp_path / "busy_base", [case(10, mixed)])
+    slow = write(tmp_path / "slow", [case(11, calm)])
+    (a,) = compare(busy_base, slow).regressions
+    assert a.ratio == pytest.approx(1.1, rel=0.03) and a.p_value < 0.01
+    assert compare(busy_base, slow, normalize="off").cases[0].ratio < 0.95
+    assert cli_main(["compare", str(busy_base), str(slow)]) == 1
+    out = capsys.readouterr().out
+    assert "raw ratio" in out and "1 of 1 cases judged on latency relative to the sentinel" in out
+    # another sentinel (torch changed), or --normalize calibrations: raw times as before
+    other = write(tmp_path / "other", [{**case(10, mixed), "sentinel": "matmul 256x256 float32, torch 3"}])
+    (a,) = compare(base, other).cases
+    assert "sentinel" not in a.test and a.ratio > 1.15
+    (a,) = compare(base, same, normalize="calibrations").cases
+    assert "sentinel" not in a.test
+    # several baselines pool their relative times; one from another sentinel drops them for all
+    (a,) = compare([base, same], slow).regressions
+    assert a.base_runs == 2 and "relative to the interleaved sentinel" in a.test
+    assert "sentinel" not in compare([base, other], slow).cases[0].test
+
+
+def test_a_change_must_clear_the_scatter_of_the_comparison_s_cases(tmp_path, capsys):
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(7)
+    n = 40
+    # every case's five processes share their run's offset (as one sweep's do): the test over processes does
+    # not see it, the scatter of the cases' changes does
+    spread = 0.08 * norm.ppf((np.arange(n) + 0.5) / n)
+
+    def sweep(offsets, slower=(), factor=1.4):
+        return [
+            row(
+                f"c{i:02d}",
+                list(10 * (factor if i in slower else 1) * np.exp(o + 0.03 * rng.standard_normal(5))),
+            )
+            for i, o in enumerate(offsets)
+        ]
+
+    base = write(tmp_path / "base", sweep(np.zeros(n)))
+    same = write(tmp_path / "same", sweep(rng.permutation(spread)))
+    aa = compare(base, same)
+    assert aa.scatter is not None and aa.scatter["cases"] == n and aa.scatter["robust_sd"] > 2
+    assert aa.exit_code == 0 and any("within the scatter" in c.test for c in aa.cases)
+    assert compare(base, same, filters=["c0*"]).exit_code == 1  # ten cases: no bar, the offsets are flagged
+    # a case 40 % slower clears it; so does a slowdown of every case beyond the scatter (the bar is about no
+    # change, and the scatter is measured about the cases' median change)
+    one = write(tmp_path / "one", sweep(rng.permutation(spread), slower={3}))
+    assert [c.case_id for c in compare(base, one).regressions] == ["c03"]
+    every = write(tmp_path / "every", sweep(rng.permutation(spread), slower=set(range(n)), factor=2.0))
+    assert len(compare(base, every).regressions) == n
+    assert cli_main(["compare", str(base), str(same)]) == 0
+    assert "between runs: the 40 cases' changes" in capsys.readouterr().out
+    assert cli_main(["compare", str(base), str(same), "--filter", "c0*"]) == 1
+    assert "cannot show the runs' scatter" in capsys.readouterr().out
+
+
 def test_no_calibration_values_no_drift_correction(tmp_path):
     base = write(tmp_path / "base", [row("a", noisy(10))])
     new = write(tmp_path / "new", [row("a", noisy(10))])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,8 +83,23 @@ def test_timer_makes_no_untimed_calls_beyond_the_warm_up():
     calls = []
     config = TimerConfig(min_run_time=0.001, warmup=0.0, min_warmup_calls=1, min_samples=3)
     t = time_callable(lambda: calls.append(1), "cpu", config)
-    assert t.method == "timeit:blocks" and len(t.samples_ms) >= 3
+    assert t.method == "timeit:blocks+sentinel" and len(t.samples_ms) >= 3
     assert len(calls) == 1 + len(t.samples_ms) * t.calls_per_sample
+
+
+def test_the_sentinel_is_read_after_every_timed_block_and_cancels_the_machine_s_speed():
+    a = torch.randn(64, 64)
+    t = time_callable(lambda: a @ a, "cpu", TimerConfig(**FAST))
+    assert len(t.sentinel_ms) == len(t.samples_ms) and min(t.sentinel_ms) > 0
+    assert t.relative == pytest.approx(float(np.median(np.divide(t.samples_ms, t.sentinel_ms))))
+    # a block and its sentinel slowed alike (a busy moment) leave the relative time as it was
+    calm = Timing([2.0, 2.0, 2.0], 1, "timeit:blocks+sentinel", [0.5, 0.5, 0.5])
+    busy = Timing([2.0, 3.0, 2.4], 1, "timeit:blocks+sentinel", [0.5, 0.75, 0.6])
+    assert calm.relative == busy.relative == 4.0 and busy.median_ms == 2.4
+    off = time_callable(lambda: a @ a, "cpu", TimerConfig(**FAST, sentinel=False))
+    assert off.sentinel_ms is None and off.relative is None and off.method == "timeit:blocks"
+    with pytest.raises(ValueError, match="one reading per sample"):
+        Timing([1.0, 2.0], 1, "timeit:blocks+sentinel", [0.5])
 
 
 def test_warm_up_goes_on_until_a_call_faults_no_pages_in(monkeypatch):

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from natbench.measure.repeat import contended, fastest, finish, run_process
 
 SIDES = ("base", "new")
@@ -132,6 +134,43 @@ def run_ab(
     return rows
 
 
+def judge(rows: dict[str, dict], out: Path, threshold: float, alpha: float):
+    """(compare's result for this case of OUT/base and OUT/new, why the sentinel was not used or None)."""
+    from natbench.compare import compare
+
+    moved = sentinel_moved(rows["base"], rows["new"], alpha)
+    result = compare(
+        out / "base",
+        out / "new",
+        threshold,
+        filters=[rows["new"]["case_id"]],  # this case only: OUT may hold rows of earlier A/Bs
+        alpha=alpha,
+        normalize="calibrations" if moved else "auto",
+    )
+    return result, moved
+
+
+def sentinel_moved(base: dict, new: dict, alpha: float) -> str | None:
+    """Why the two sides' sentinels cannot be trusted as one machine's speed, or None.
+
+    The sides' processes alternate, so their sentinels meet the same machine; readings that differ (two-sided
+    Mann-Whitney at alpha) say the case itself changed its sentinel (threads left spinning, caches), and a
+    time relative to it would hide that: the A/B is judged as `compare --normalize calibrations` then."""
+    from scipy.stats import mannwhitneyu
+
+    b, n = (r.get("sentinel_process_ms") or [] for r in (base, new))
+    if len(b) < 2 or len(n) < 2:
+        return None
+    p = float(mannwhitneyu(n, b, alternative="two-sided").pvalue)
+    if p > alpha:
+        return None
+    factor = float(np.median(n) / np.median(b))
+    return (
+        f"the sentinel read new/base x{factor:.3f} (Mann-Whitney p = {p:.3g}) although the sides alternated: "
+        "judged on raw times within the calibrations' range, not relative to the sentinel"
+    )
+
+
 def _other(side: str) -> str:
     return SIDES[1 - SIDES.index(side)]
 
@@ -167,7 +206,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from natbench import results
-    from natbench.compare import compare, show
+    from natbench.compare import show
     from natbench.env import collect
     from natbench.measure.cli import case_spec
 
@@ -205,12 +244,13 @@ def main(args: argparse.Namespace) -> int:
             # both unsupported: the case cannot run here; one side alone: the versions differ (a regression
             # when new lost it)
             return 2 if all(r.get("status") == "unsupported" for r in rows.values()) else 1
-        try:  # this case only: OUT may hold rows of earlier A/Bs
-            case = [rows["new"]["case_id"]]
-            result = compare(out / "base", out / "new", args.threshold, filters=case, alpha=args.alpha)
+        try:
+            result, moved = judge(rows, out, args.threshold, args.alpha)
         except (FileNotFoundError, ValueError) as exc:
             print(f"natbench ab: error: {exc}", file=sys.stderr)
             return 2
+        if moved and not args.json:
+            print(moved)
         show(
             result,
             args.json,

@@ -30,7 +30,10 @@ DEFAULT_REPEATS = 5  # with 3 the interval is min..max of three: it holds anothe
 # few processes of one case often fall into one burst. Such a process is "contended"; the case runs up to its
 # share of repeats more processes, and a row is made of the least contended processes.
 CONTENDED = 0.10  # a calibration reading this much slower than the fastest seen: slowed by other work
-CALIBRATIONS = ("calib_ms",)  # the copy's reading moves +-25 % between quiet processes: not a signal here
+# the matmul read before and after timing, and the sentinel read between the timed blocks (it sees what the
+# other misses: 19 processes' medians followed it with correlation 0.94, the before / after reading 0.28); the
+# copy's reading moves +-25 % between quiet processes: not a signal here
+CALIBRATIONS = ("calib_ms", "sentinel_ms")
 DEFAULT_RERUNS = 0.4  # at most this share of a case's repeats is run again (5 repeats: 2 re-runs)
 
 __all__ = [
@@ -248,12 +251,21 @@ def combine(rows: list[dict[str, Any]], load_before, load_after) -> dict[str, An
     known = [c for c in calib if c is not None]
     calib_bw = [r.get("calib_bw_ms") for r in ok]
     known_bw = [c for c in calib_bw if c is not None]
+    sentinel = [r.get("sentinel_ms") for r in ok]
+    relative = [r.get("latency_rel") for r in ok]
+    with_sentinel = (
+        all(v is not None for v in sentinel + relative) and len({r.get("sentinel") for r in ok}) == 1
+    )
     row.update(
         repeats=len(ok),
         calib_ms=float(np.median(known)) if known else None,
         calib_process_ms=calib if known else None,
         calib_bw_ms=float(np.median(known_bw)) if known_bw else None,
         calib_bw_process_ms=calib_bw if known_bw else None,
+        sentinel_ms=float(np.median(sentinel)) if with_sentinel else None,
+        sentinel_process_ms=sentinel if with_sentinel else None,
+        latency_rel=float(np.median(relative)) if with_sentinel else None,
+        latency_rel_process=relative if with_sentinel else None,
         latency_ms=med,
         latency_ci_low_ms=low,
         latency_ci_high_ms=high,

@@ -12,6 +12,10 @@ does not pay for waking torch's thread pool and the CPU's clocks. The prime is i
 time (`calib_ms`, a fixed 256x256 matmul, read again after the timed calls: the slower reading is kept) and
 a DRAM-bound copy (`calib_bw_ms`, CPU only) tell the machine's compute and memory speed in that process: a sweep re-runs
 processes slowed by their neighbours, and `natbench compare` tells machine drift from a regression.
+The sentinel (CPU, blocked): after each timed block the same matmul runs for a block of its own, so the
+machine's speed is read at the moments the case ran, not only before and after. On the shared 2-core VM the
+per-process medians of a matmul-bound case followed their sentinel's (correlation 0.94, 19 processes; the
+readings before and after: 0.28), and case / sentinel varied 1.0 % between processes against 5.7 % raw.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class TimerConfig:
         3  # CPU: extra blocks are timed until there are this many samples (within max_run_time)
     )
     block_time: float = 0.01  # CPU blocked: seconds per timed block (torch's own estimate rounds up to 10x)
+    # CPU blocked: after each timed block, a block of the calibration matmul, timed too (Timing.sentinel_ms)
+    sentinel: bool = True
     min_reps: int = 10  # CUDA
     max_reps: int = 10_000  # CUDA
 
@@ -71,6 +77,7 @@ class Timing:
     samples_ms: list[float]  # per-call milliseconds, one per sample
     calls_per_sample: int
     method: str
+    sentinel_ms: list[float] | None = None  # ms per sentinel call in the block after each sample
     median_ms: float = field(init=False)
     iqr_ms: float = field(init=False)
     min_ms: float = field(init=False)
@@ -78,9 +85,23 @@ class Timing:
     def __post_init__(self):
         if not self.samples_ms:
             raise ValueError("a timing needs at least one sample")
+        if self.sentinel_ms is not None and len(self.sentinel_ms) != len(self.samples_ms):
+            raise ValueError("a timing's sentinel needs one reading per sample")
         s = np.asarray(self.samples_ms, dtype=np.float64)
         q25, q50, q75 = np.percentile(s, [25, 50, 75])
         self.median_ms, self.iqr_ms, self.min_ms = float(q50), float(q75 - q25), float(s.min())
+
+    @property
+    def sentinel_median_ms(self) -> float | None:
+        return float(np.median(self.sentinel_ms)) if self.sentinel_ms else None
+
+    @property
+    def relative(self) -> float | None:
+        """The case's time in sentinel calls: the median over blocks of sample / the sentinel block after it.
+        Each block and its sentinel meet the same moment of the machine, so its speed cancels."""
+        if not self.sentinel_ms:
+            return None
+        return float(np.median(np.asarray(self.samples_ms) / np.asarray(self.sentinel_ms)))
 
 
 def synchronize(device: torch.device) -> None:
@@ -232,14 +253,42 @@ def _time_cpu(fn: Callable[[], object], config: TimerConfig, per_call: float) ->
         return Timing([t * 1e3 for t in times], number, "torch.utils.benchmark:adaptive_autorange")
     number = calls_per_block(per_call, config.block_time)
     block = timeit.Timer(fn)  # the warm-up above is the only untimed work
-    times, total = [], 0.0
+    sentinel = _sentinel(number * per_call) if config.sentinel else None
+    times, readings, total = [], [], 0.0
     while total < config.min_run_time or len(times) < config.min_samples:
         seconds = block.timeit(number)
         times.append(seconds / number)
         total += seconds
+        if sentinel is not None:
+            readings.append(sentinel[0].timeit(sentinel[1]) / sentinel[1] * 1e3)
         if total >= config.max_run_time:
             break
-    return Timing([t * 1e3 for t in times], number, "timeit:blocks")
+    method = "timeit:blocks" + ("+sentinel" if sentinel else "")
+    return Timing([t * 1e3 for t in times], number, method, readings or None)
+
+
+# The sentinel block after each timed block: a share of the block's time, within bounds, so that a slow case
+# (one 100 ms call a block) has its sentinel read for long enough while a fast one pays at most 50 %.
+SENTINEL_SHARE = 0.5
+SENTINEL_MIN_S, SENTINEL_MAX_S = 0.004, 0.025
+
+
+def sentinel_name() -> str:
+    """What the sentinel ran: readings compare only between rows with the same name (torch's matmul can change)."""
+    return f"matmul {CALIB_SIZE}x{CALIB_SIZE} float32, torch {torch.__version__}"
+
+
+def _sentinel(block_seconds: float) -> tuple[timeit.Timer, int]:
+    """(timer, calls per block) of the calibration matmul, sized for a timed block of `block_seconds`."""
+    a = torch.randn(CALIB_SIZE, CALIB_SIZE)
+
+    def call():
+        (a @ a).sum().item()
+
+    timer = timeit.Timer(call)
+    per_call = min(timer.repeat(repeat=3, number=1))
+    target = min(max(SENTINEL_SHARE * block_seconds, SENTINEL_MIN_S), SENTINEL_MAX_S)
+    return timer, calls_per_block(per_call, target)
 
 
 def calls_per_block(per_call: float, block_time: float) -> int:

@@ -643,9 +643,12 @@ def format_text(result: Comparison) -> str:
         f"one-sided Mann-Whitney p <= {result.alpha:g}",
     ]
     d = result.drift
-    if d is None:
+    relative = sum(SENTINEL_TEST in c.test for c in result.cases)
+    if result.cases and relative == len(result.cases):
+        d = None  # every case was judged relative to its sentinel: the drift readings played no part
+    elif d is None:
         lines.append("machine drift: not measured (rows without calibration values)")
-    else:
+    if d is not None:
         parts = [("matmul", d)] + ([("DRAM copy", d["memory"])] if d.get("memory") else [])
         readings = "; ".join(
             f"{name} new/base = {w['factor']:.3f} (Mann-Whitney p = {w['p_value']:.3g}, {w['base_n']} vs "
@@ -676,14 +679,13 @@ def format_text(result: Comparison) -> str:
         )
     elif len(result.cases) < SCATTER_MIN_CASES:
         lines.append(
-            f"between runs: {len(result.cases)} cases (< {SCATTER_MIN_CASES}) cannot show the runs' scatter; the "
-            "test sees only the processes' spread: believe a flag after a second run of both"
+            f"between runs: {len(result.cases)} case(s), fewer than {SCATTER_MIN_CASES}, cannot show how the runs "
+            "scatter: the test sees only the processes' spread"
         )
-    relative = sum(SENTINEL_TEST in c.test for c in result.cases)
     if relative:
         lines.append(
-            f"sentinel: {relative} of {len(result.cases)} cases judged on latency relative to the sentinel "
-            "interleaved with their timed calls, not by the drift above (their line gives the raw ratio)"
+            f"sentinel: {relative} of {len(result.cases)} case(s) judged on latency relative to the sentinel "
+            "timed between their timed blocks (their line gives the raw ratio)"
         )
     lines += ["", f"{'verdict':<12} {'ratio':>7} {'p':>6} {'base':>11} {'new':>11}  case"]
     for c in sorted(result.cases, key=lambda c: -c.ratio if m.higher_is_worse else c.ratio):

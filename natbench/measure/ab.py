@@ -134,40 +134,40 @@ def run_ab(
     return rows
 
 
-def judge(rows: dict[str, dict], out: Path, threshold: float, alpha: float):
-    """(compare's result for this case of OUT/base and OUT/new, why the sentinel was not used or None)."""
+def judge(rows: dict[str, dict], out: Path, threshold: float, alpha: float, normalize: str = "auto"):
+    """(compare's result for this case of OUT/base and OUT/new, a line on the two sides' sentinels or None)."""
     from natbench.compare import compare
 
-    moved = sentinel_moved(rows["base"], rows["new"], alpha)
     result = compare(
         out / "base",
         out / "new",
         threshold,
         filters=[rows["new"]["case_id"]],  # this case only: OUT may hold rows of earlier A/Bs
         alpha=alpha,
-        normalize="calibrations" if moved else "auto",
+        normalize=normalize,
     )
-    return result, moved
+    return result, sentinels(rows["base"], rows["new"], alpha)
 
 
-def sentinel_moved(base: dict, new: dict, alpha: float) -> str | None:
-    """Why the two sides' sentinels cannot be trusted as one machine's speed, or None.
+def sentinels(base: dict, new: dict, alpha: float) -> str | None:
+    """How the two sides' sentinels compare (None without them).
 
-    The sides' processes alternate, so their sentinels meet the same machine; readings that differ (two-sided
-    Mann-Whitney at alpha) say the case itself changed its sentinel (threads left spinning, caches), and a
-    time relative to it would hide that: the A/B is judged as `compare --normalize calibrations` then."""
+    The sides alternate, so their sentinels meet the same machine, except by chance (a slow spell that met
+    more processes of one side: then the relative times are what tells the versions apart) or because the
+    new version slows what runs beside it in its process (caches, threads left spinning): the relative times
+    would then hide that part of its cost, and `--normalize off` judges raw times."""
     from scipy.stats import mannwhitneyu
 
     b, n = (r.get("sentinel_process_ms") or [] for r in (base, new))
     if len(b) < 2 or len(n) < 2:
         return None
     p = float(mannwhitneyu(n, b, alternative="two-sided").pvalue)
+    line = f"sentinel new/base x{float(np.median(n) / np.median(b)):.3f} (Mann-Whitney p = {p:.3g})"
     if p > alpha:
-        return None
-    factor = float(np.median(n) / np.median(b))
+        return line
     return (
-        f"the sentinel read new/base x{factor:.3f} (Mann-Whitney p = {p:.3g}) although the sides alternated: "
-        "judged on raw times within the calibrations' range, not relative to the sentinel"
+        f"{line}: the sides' sentinels differ although their processes alternated; by chance, or the new "
+        "version slows what runs beside it, which relative times hide (--normalize off judges raw times)"
     )
 
 
@@ -176,7 +176,7 @@ def _other(side: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from natbench.compare import ALPHA, THRESHOLD
+    from natbench.compare import ALPHA, NORMALIZE, THRESHOLD
     from natbench.measure.cli import add_case_arguments
 
     add_case_arguments(parser)
@@ -195,6 +195,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threshold", type=float, default=THRESHOLD, help="as natbench compare's")
     parser.add_argument("--alpha", type=float, default=ALPHA, help="as natbench compare's")
+    parser.add_argument(
+        "--normalize",
+        choices=NORMALIZE,
+        default="auto",
+        help="as natbench compare's (auto: relative to the sentinel)",
+    )
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
 
@@ -245,17 +251,17 @@ def main(args: argparse.Namespace) -> int:
             # when new lost it)
             return 2 if all(r.get("status") == "unsupported" for r in rows.values()) else 1
         try:
-            result, moved = judge(rows, out, args.threshold, args.alpha)
+            result, note = judge(rows, out, args.threshold, args.alpha, args.normalize)
         except (FileNotFoundError, ValueError) as exc:
             print(f"natbench ab: error: {exc}", file=sys.stderr)
             return 2
-        if moved and not args.json:
-            print(moved)
         show(
             result,
             args.json,
             f"A/B of {resolved.get('target')}, {args.repeats} processes a side, interleaved",
         )
+        if note and not args.json:
+            print(note)
         if args.out and not args.json:
             print(f"rows: {out / 'base'}, {out / 'new'}")
         return result.exit_code

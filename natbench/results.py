@@ -94,7 +94,7 @@ COLUMNS: dict[str, str] = {
     "block after it), then the median over processes. The machine's speed cancels: compare judges this",
     "latency_rel_process": "latency_rel of each process (list)",
     "processes_run": "fresh processes the case ran: repeats, plus re-runs of processes slowed by the machine",
-    "contended_processes": "processes whose matmul calibration read over 10 % slower than the fastest on this "
+    "contended_processes": "processes whose matmul calibration or sentinel read over 10 % slower than the fastest on this "
     "device in the sweep when the row was written (slowed by other work on the machine): re-run up to the "
     "case's share; the row is made of the `repeats` least contended processes",
     "rerun_failures": "re-runs that failed (left out: the case's first `repeats` processes had succeeded)",

@@ -7,6 +7,10 @@ Mann-Whitney U test (scipy.stats.mannwhitneyu) over the per-process values (`lat
 per-process values existed fall back to their within-run samples (latency), or to the threshold alone, and
 the line says so. Exit codes: 0 no regression, 1 regression(s), 2 bad input or no case comparable.
 
+Between runs (between_runs): with 20 or more cases, a change must also clear a bar set by the runs' own scatter
+and the number of cases, so that unchanged code flags a case with probability about alpha; the header says the
+smallest change of one case that then shows. `--per-case` judges each case on its own test instead.
+
 Several baselines (`natbench compare MON TUE WED TODAY`, oldest first): each case's baseline pools the
 per-process values of its runs on NEW's machine and takes the median of their medians, so that the test sees
 the baseline's between-run noise; a regression (improvement) must also be beyond the worst (best) baseline run.
@@ -15,20 +19,24 @@ Rows of short runs carry the machine's drift floor (`latency_drift_cv`, from `na
 differ by it even when nothing changed, so their change must also exceed 1.96 x the floors' root sum of squares.
 
 The sentinel: rows timed with it (natbench.measure.timer) carry each process's latency relative to a matmul
-run between its timed blocks (`latency_rel_process`). Where both rows have it from the same sentinel, a case
-is judged on those values put back at BASE's sentinel speed (at_sentinel): each block and its sentinel met
-the same moment of the machine, so a busy spell cancels per block instead of being bounded after the fact.
-It cancels fully for work bound like a matmul; work slowed more than a matmul by the machine's busy spells
-(the fused NA kernel: about twice, in log terms) keeps part of the spell. The printed raw ratio and factor show
-how much the machine's speed accounted for. Rows without a sentinel (older, CUDA, adaptive timer) go on as
-below (`--normalize calibrations` forces that; `off` judges raw times).
+run between its timed blocks (`latency_rel_process`). A case can be judged on those values put back at BASE's
+sentinel speed (at_sentinel): each block and its sentinel met the same moment of the machine, so a busy spell
+cancels per block. It cancels fully only for work slowed as a matmul is: the fused NA kernel slows about twice
+as much, shifted window attention on large maps less. So dividing by it is unbiased when both sides met the same
+machine states, as the interleaved sides of `natbench ab` do (their rows carry `ab_interleaved_with`): there it
+only removes noise, and `--normalize auto` (the default) uses it. Between sweeps run at different times the
+sentinel's speed moves between them and a case that does not follow it one for one reads as a change: on the
+2-core VM, across four sweeps of one commit compared both ways (12 comparisons, without the bar below),
+relative times flagged 5 cases and the calibrations 2. So `auto` judges other rows as `calibrations` does; `--normalize sentinel` judges
+any rows that carry the same sentinel on relative times, `off` judges raw times. The line of a case judged on
+relative times gives the raw ratio and the factor the machine's speed accounted for.
 
 Machine drift: every process times two calibration workloads, a matmul (`calib_process_ms`) and a copy from
 DRAM (`calib_bw_process_ms`). When the two sets' readings of one differ (Mann-Whitney U over all their
 processes at level alpha), the machine itself ran at another speed. A case's time mixes compute and memory
 traffic, so the machine's effect on it lies between the two factors: NEW's latencies (and throughputs) are
 divided by the factor between them nearest to the case's own change: a regression must remain after the
-larger, an improvement after the smaller (`--normalize auto`, the default; `off` judges raw times). The
+larger, an improvement after the smaller (`--normalize calibrations`, and `auto` for rows not interleaved). The
 factors are printed. The same holds per case: where the calibrations read in a case's own processes moved
 (a busy spell met that case's processes more than the rest), their factors widen the case's range. Each of
 the two is tested at alpha, so about 1 case in 10 gets a range by chance; a range only ever excuses a change
@@ -55,9 +63,9 @@ from natbench.results import CASE_PARAMS, RESULTS_FILE, has_rows
 DESCRIBE = ("kind", *CASE_PARAMS)
 ALPHA = 0.05
 THRESHOLD = 0.05
-NORMALIZE = ("auto", "calibrations", "off")
+NORMALIZE = ("auto", "sentinel", "calibrations", "off")
 MACHINE_KEYS = ("machine", "device_name", "threads")
-SENTINEL_TEST = "latency relative to the interleaved sentinel"
+SENTINEL_TEST = "relative to the sentinel"
 CALIBRATION_COLUMNS = ("calib_process_ms", "calib_bw_process_ms")  # per process: matmul, DRAM copy
 
 
@@ -96,7 +104,9 @@ class CaseDelta:
     # std_change = their quotient: the change in units of what the processes' own spread explains
     log_change: float | None = None
     change_se: float | None = None
+    change_df: float | None = None
     std_change: float | None = None
+    within_scatter: bool = False  # beyond the threshold and the test, but not beyond the cases' scatter
 
 
 @dataclass
@@ -301,19 +311,27 @@ def sentinel_speed(base: dict[str, Any], new: dict[str, Any]) -> float | None:
     return float(np.median(readings)) if readings else None
 
 
-def at_sentinel(row: dict[str, Any], speed: float) -> dict[str, Any]:
+def interleaved(base: dict[str, Any], new: dict[str, Any]) -> bool:
+    """The rows are the two sides of one `natbench ab`: their processes alternated, so they met the same
+    machine states and their sentinels the same speeds."""
+    return not any(_missing(r.get("ab_interleaved_with")) for r in (base, new))
+
+
+def at_sentinel(row: dict[str, Any], speed: float, metric: Metric) -> dict[str, Any]:
     """A row whose latencies are its processes' relative latencies x `speed` (ms of a sentinel call): what
-    each process would have taken with the machine at that speed; throughput follows."""
+    each process would have taken with the machine at that speed; throughput and baseline points follow."""
     out = dict(row)
     rel = _list(row.get("latency_rel_process"))
     out["latency_process_ms"] = [v * speed for v in rel]
     out["latency_samples_ms"] = None
     point = _number(row.get("latency_rel"))
     out["latency_ms"] = (point if point is not None else float(np.median(rel))) * speed
+    batch = _number(row.get("batch")) or 1.0
+    if _number(row.get("throughput")) is not None:
+        out["throughput"] = batch * 1e3 / out["latency_ms"]
     if row.get("base_rel_points"):
-        out["base_points"] = [v * speed for v in row["base_rel_points"]]
-    if _number(row.get("throughput")) is not None and _number(row.get("batch")):
-        out["throughput"] = _number(row["batch"]) * 1e3 / out["latency_ms"]
+        ms = [v * speed for v in row["base_rel_points"]]
+        out["base_points"] = ms if metric.name == "latency" else [batch * 1e3 / v for v in ms]
     return out
 
 
@@ -357,10 +375,13 @@ def pool(rows: list[dict[str, Any]], metric: Metric) -> dict[str, Any]:
     if points:
         out[metric.column] = float(np.median(points))
     out["base_points"] = points
-    if len({r.get("sentinel") for r in ok}) > 1:  # runs' sentinels differ: their relative times do not pool
-        out["latency_rel_process"] = out["sentinel_process_ms"] = None
     rel = [_number(r.get("latency_rel")) for r in ok]
-    out["base_rel_points"] = rel if all(v is not None for v in rel) else None
+    # relative times pool only when every run has them, from one sentinel
+    if len({r.get("sentinel") for r in ok}) == 1 and all(v is not None for v in rel):
+        out["base_rel_points"] = rel
+        out["latency_rel"] = float(np.median(rel))
+    else:
+        out["latency_rel_process"] = out["sentinel_process_ms"] = out["base_rel_points"] = None
     out["busy"] = any(r.get("busy") is True for r in ok)
     floors = [f for f in (_number(r.get("latency_drift_cv")) for r in ok) if f is not None]
     out["latency_drift_cv"] = max(floors, default=None)  # the widest any baseline run carried
@@ -466,16 +487,21 @@ def compare(
     filters: list[str] | None = None,
     alpha: float = ALPHA,
     normalize: str = "auto",
+    per_case: bool = False,
 ) -> Comparison:
     """Join result directories on case_id and judge every case in BASE and NEW (pair rows are left out).
+
+    per_case: judge each case on its own test, without the bar the runs' scatter and the number of cases set
+    (between_runs): about alpha x cases unchanged cases flag by chance, as asv's and pyperf's compares do.
 
     base: one results directory, or several (oldest first): then each case's baseline pools its rows from the
     runs measured on NEW's machine (see `pool`), and a change must also go beyond every baseline run.
 
-    normalize: "auto" judges a case on its latency relative to the interleaved sentinel where both rows
-    carry it (at_sentinel), and otherwise as "calibrations": NEW's times divided by the machine's drift when a
-    calibration workload says it changed significantly (see machine_drift); "off" judges raw times (memory is
-    never normalized)."""
+    normalize: "sentinel" judges a case on its latency relative to the sentinel where both rows carry it from
+    the same sentinel (at_sentinel), "calibrations" divides NEW's times by the machine's drift when a
+    calibration workload says it changed significantly (see machine_drift), "auto" is "sentinel" for the two
+    interleaved sides of an A/B (rows with `ab_interleaved_with`) and "calibrations" otherwise, "off" judges raw
+    times (memory is never normalized)."""
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0 (a fraction, 0.1 = 10 %), got {threshold}")
     if metric not in METRICS:
@@ -508,7 +534,8 @@ def compare(
     cases, not_comparable = [], []
     for case_id in sorted(set(base_rows) & set(new_rows)):
         b, n = base_rows[case_id], new_rows[case_id]
-        speed = sentinel_speed(b, n) if normalize == "auto" and metric != "memory" else None
+        relative = normalize == "sentinel" or (normalize == "auto" and interleaved(b, n))
+        speed = sentinel_speed(b, n) if relative and metric != "memory" else None
         if speed is not None:
             cases_or_reason = _judge_at_sentinel(b, n, speed, m, threshold, alpha)
             if isinstance(cases_or_reason, str):
@@ -534,8 +561,14 @@ def compare(
         else:
             cases.append(got)
     scatter = between_runs(cases, alpha)
-    if scatter is not None:
-        cases = [_within_scatter(c, scatter) for c in cases]
+    if scatter is not None and scatter["applied"]:
+        scatter["detectable"] = detectable(cases, scatter, alpha)
+        if per_case:
+            scatter.update(applied=False, why="--per-case: each case judged on its own test")
+        else:
+            cases = [_within_scatter(c, scatter, alpha) for c in cases]
+    if drift is not None and cases and all(SENTINEL_TEST in c.test for c in cases):
+        drift["applied"] = False  # every case was judged relative to its sentinel
     return Comparison(
         ", ".join(str(b) for b in bases),
         str(new),
@@ -553,53 +586,91 @@ def compare(
 
 
 SCATTER_MIN_CASES = 20  # fewer cases do not tell their scatter from their changes
+SCATTER_MAX_ALIKE = 0.2  # A/A sweeps on the 2-core VM: at most 4 of 61 cases flagged one way before the bar
 
 
-def log_change(base: list[float], new: list[float]) -> dict[str, float | None]:
-    """log(NEW / BASE) of the positive values' geometric means, its standard error (Welch) and their quotient;
-    None where there is no spread."""
+def log_change(base: list[float], new: list[float]) -> dict[str, float]:
+    """log(NEW / BASE) of the positive values' geometric means, its standard error and Welch-Satterthwaite
+    degrees of freedom, and their quotient (`std_change`, the Welch t); {} or no t where there is no spread."""
     b, n = (np.log([v for v in vals if v > 0]) for vals in (base, new))
     if len(b) < 2 or len(n) < 2:
         return {}
     change = float(n.mean() - b.mean())
-    se = math.sqrt(b.var(ddof=1) / len(b) + n.var(ddof=1) / len(n))
+    vb, vn = b.var(ddof=1) / len(b), n.var(ddof=1) / len(n)
+    se = math.sqrt(vb + vn)
     if se <= 0:
         return {"log_change": change}
-    return {"log_change": change, "change_se": se, "std_change": change / se}
+    df = (vb + vn) ** 2 / (vb**2 / (len(b) - 1) + vn**2 / (len(n) - 1))
+    return {"log_change": change, "change_se": se, "change_df": df, "std_change": change / se}
 
 
 def between_runs(cases: list[CaseDelta], alpha: float) -> dict[str, Any] | None:
-    """How far this comparison's cases' changes scatter beyond their processes' spread, and the bar a change
-    must clear; None with fewer than SCATTER_MIN_CASES cases.
+    """The runs' own scatter and the bar a change must clear (`applied`), or why there is none; None for a
+    comparison of one case.
 
-    Each case's change in units of its own standard error (`std_change`) scatters with SD 1 when its processes
-    tell the whole story. The runs add their own part (one sweep's processes still share that sweep), and 61
-    cases at one-sided alpha 0.05 flag about 3 by chance. So the empirical null of those units sets the bar:
-    their robust SD (scipy.stats.median_abs_deviation), measured about the cases' median change, so that
-    neither the few cases that changed nor a change shared by all of them widens it. A regression or
-    improvement must exceed z of it (never less than z), z at level alpha / cases, about no change (a change
-    shared by every case still counts), so that a comparison of unchanged code flags any case with probability
-    about alpha."""
-    from scipy.stats import median_abs_deviation, norm
+    One sweep's processes, spread over its minutes, still share that sweep, and 61 cases tested at one-sided
+    alpha 0.05 flag about 3 by chance. A case's log change is its true change, plus the runs' offset for it
+    (SD tau, the same for every case), plus its processes' noise (its standard error). tau is what the
+    cases' changes scatter beyond their standard errors: the robust SD of the changes (MAD about their median,
+    scipy.stats.median_abs_deviation) squared, less their median squared standard error. A regression or
+    improvement must then exceed, in units of sqrt(se^2 + tau^2), the Student t quantile at alpha / (2 x
+    cases) with its Welch degrees of freedom: a comparison of unchanged code flags a case, either way, with
+    probability about alpha. With more than SCATTER_MAX_ALIKE of the cases changed the same way on their own,
+    they are a change (a kernel most cases share), not the runs' scatter, and would widen the bar that should
+    flag them: tau is then 0 and the bar only counts the cases. No bar with fewer than SCATTER_MIN_CASES."""
+    from scipy.stats import median_abs_deviation
 
+    if len(cases) < 2:
+        return None
     known = [c for c in cases if c.std_change is not None]
     if len(known) < SCATTER_MIN_CASES:
-        return None
-    centre = float(np.median([c.log_change for c in known]))
-    units = [(c.log_change - centre) / c.change_se for c in known]
-    sd = float(median_abs_deviation(units, scale="normal"))
-    z = float(norm.ppf(1 - alpha / len(units)))
-    return {"cases": len(units), "robust_sd": sd, "z": z, "bar": z * max(sd, 1.0)}
+        why = f"{len(known)} case(s) with a spread, fewer than {SCATTER_MIN_CASES}, cannot show how the runs scatter"
+        return {
+            "applied": False,
+            "why": why + "; the test sees only each case's processes",
+            "cases": len(known),
+        }
+    alike = max(sum(c.verdict == v for c in cases) for v in ("regression", "improvement"))
+    spread = float(median_abs_deviation([c.log_change for c in known], scale="normal"))
+    noise = float(np.median([c.change_se for c in known]))
+    tau = math.sqrt(max(0.0, spread**2 - noise**2))
+    out = {"applied": True, "cases": len(known), "spread": spread, "noise": noise, "tau": tau, "alike": alike}
+    if alike > SCATTER_MAX_ALIKE * len(cases):
+        out.update(
+            tau=0.0, why=f"{alike} of {len(cases)} cases changed the same way on their own: a shared change"
+        )
+    return out
 
 
-def _within_scatter(case: CaseDelta, scatter: dict[str, Any]) -> CaseDelta:
-    if case.verdict == "unchanged" or case.std_change is None or abs(case.std_change) > scatter["bar"]:
+def _bar(case: CaseDelta, scatter: dict[str, Any], alpha: float) -> float:
+    """The t a case's change must exceed, in units of sqrt(se^2 + tau^2)."""
+    from scipy.stats import t as student
+
+    return float(student.isf(alpha / (2 * scatter["cases"]), case.change_df))
+
+
+def detectable(cases: list[CaseDelta], scatter: dict[str, Any], alpha: float) -> dict[str, float]:
+    """The smallest change the bar lets through, over the cases: its median and lower quartile (fractions)."""
+    need = [
+        math.exp(_bar(c, scatter, alpha) * math.hypot(c.change_se, scatter["tau"])) - 1
+        for c in cases
+        if c.std_change is not None
+    ]
+    return {"median": float(np.median(need)), "quartile": float(np.percentile(need, 25))}
+
+
+def _within_scatter(case: CaseDelta, scatter: dict[str, Any], alpha: float) -> CaseDelta:
+    if case.verdict == "unchanged" or case.std_change is None:
+        return case
+    total = case.log_change / math.hypot(case.change_se, scatter["tau"])
+    bar = _bar(case, scatter, alpha)
+    if abs(total) > bar:
         return case
     test = (
-        f"{case.test}; within the scatter of this comparison's cases ({abs(case.std_change):.1f} standard "
-        f"errors; a {case.verdict} must exceed {scatter['bar']:.1f})"
+        f"{case.test}; within the runs' scatter (t {abs(total):.1f} with the runs' {scatter['tau']:.1%}; "
+        f"{'an' if case.verdict == 'improvement' else 'a'} {case.verdict} must exceed {bar:.1f})"
     )
-    return replace(case, verdict="unchanged", test=test)
+    return replace(case, verdict="unchanged", test=test, within_scatter=True)
 
 
 def _reason(case_id: str, base: dict[str, Any], new: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -620,14 +691,15 @@ def _judge_at_sentinel(
     raw = judge(base, new, metric, threshold, alpha)
     if isinstance(raw, str):
         return raw
-    got = judge(at_sentinel(base, speed), at_sentinel(new, speed), metric, threshold, alpha)
+    got = judge(at_sentinel(base, speed, metric), at_sentinel(new, speed, metric), metric, threshold, alpha)
     if isinstance(got, str):
         return got
     times = raw.ratio / got.ratio if metric.higher_is_worse else got.ratio / raw.ratio
     got.test += (
-        f", of {SENTINEL_TEST} (raw ratio {raw.ratio:.3f}: the machine's speed accounted for x{times:.3f})"
+        f", {SENTINEL_TEST}, at base's sentinel speed (raw: {_fmt(raw.base, metric.name)} -> "
+        f"{_fmt(raw.new, metric.name)}, ratio {raw.ratio:.3f}; the machine's speed accounted for x{times:.3f})"
     )
-    return replace(got, base=raw.base, new=raw.new, machine_factor=times)
+    return replace(got, machine_factor=times)
 
 
 def _fmt(value: float, metric: str) -> str:
@@ -671,21 +743,29 @@ def format_text(result: Comparison) -> str:
                 "they moved (the case's line names them)"
             )
     sc = result.scatter
-    if sc is not None:
+    if sc is not None and sc["applied"]:
+        within = sum(c.within_scatter for c in result.cases)
         lines.append(
-            f"between runs: the {sc['cases']} cases' changes, each in units of its standard error, scatter with a "
-            f"robust SD of {sc['robust_sd']:.2f} (1: the processes' spread explains them); a regression or "
-            f"improvement must exceed {sc['bar']:.2f} of its standard errors (z {sc['z']:.2f} at alpha / cases)"
+            f"between runs: the {sc['cases']} cases' log changes scatter with a robust SD of {sc['spread']:.1%}, "
+            f"their processes' noise {sc['noise']:.1%} (median): the runs add {sc['tau']:.1%} to each case"
+            + (f" ({sc['why']}: not counted)" if sc.get("why") else "")
+            + f"; a change must exceed the t bar at alpha / (2 x {sc['cases']} cases); {within} case(s) within "
+            "the runs' scatter"
         )
-    elif len(result.cases) < SCATTER_MIN_CASES:
+    elif sc is not None:
+        lines.append(f"between runs: {sc['why']}")
+    if sc is not None and sc.get("detectable"):
+        d = sc["detectable"]
         lines.append(
-            f"between runs: {len(result.cases)} case(s), fewer than {SCATTER_MIN_CASES}, cannot show how the runs "
-            "scatter: the test sees only the processes' spread"
+            f"  with that bar a change of one case shows beyond {d['median']:.0%} (median case; the quietest "
+            f"quarter beyond {d['quartile']:.0%}); more processes (--repeats), several baselines or natbench ab "
+            "see less" + (" (the bar is off: --per-case)" if not sc["applied"] else "")
         )
     if relative:
         lines.append(
-            f"sentinel: {relative} of {len(result.cases)} case(s) judged on latency relative to the sentinel "
-            "timed between their timed blocks (their line gives the raw ratio)"
+            f"sentinel: {relative} of {len(result.cases)} case(s) judged on their processes' times relative to "
+            "the sentinel timed between their timed blocks, at base's sentinel speed (their line gives the raw "
+            "values)"
         )
     lines += ["", f"{'verdict':<12} {'ratio':>7} {'p':>6} {'base':>11} {'new':>11}  case"]
     for c in sorted(result.cases, key=lambda c: -c.ratio if m.higher_is_worse else c.ratio):
@@ -712,14 +792,19 @@ def format_text(result: Comparison) -> str:
     return "\n".join(lines)
 
 
-def show(result: Comparison, as_json: bool = False, title: str | None = None) -> None:
-    """Print a comparison: as JSON, or as text under an optional title line."""
+def show(
+    result: Comparison, as_json: bool = False, title: str | None = None, notes: dict[str, str] | None = None
+) -> None:
+    """Print a comparison: as JSON (with `notes` as keys), or as text under an optional title line, the notes'
+    texts after it."""
     if as_json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), **(notes or {})}, indent=2))
         return
     if title:
         print(title)
     print(format_text(result))
+    for text in (notes or {}).values():
+        print(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -749,10 +834,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--normalize",
         choices=NORMALIZE,
         default="auto",
-        help="auto: judge latency relative to the sentinel interleaved with the timed calls where both rows "
-        "carry it, else as calibrations (default); calibrations: divide NEW's times by the machine's drift "
-        "when the calibration workloads changed significantly, over all processes or in a case's own; "
-        "off: judge raw times",
+        help="auto: sentinel for the interleaved sides of a natbench ab, else calibrations (default); "
+        "sentinel: judge latency relative to the sentinel timed between the timed blocks, where both rows "
+        "carry it; calibrations: divide NEW's times by the machine's drift when the calibration workloads "
+        "changed significantly, over all processes or in a case's own; off: judge raw times",
+    )
+    parser.add_argument(
+        "--per-case",
+        action="store_true",
+        help="judge each case on its own test, without the bar the runs' scatter and the number of cases set "
+        "(about alpha x cases unchanged cases then flag by chance)",
     )
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
@@ -768,6 +859,7 @@ def main(args: argparse.Namespace) -> int:
             args.filter,
             getattr(args, "alpha", ALPHA),
             getattr(args, "normalize", "auto"),
+            getattr(args, "per_case", False),
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"natbench compare: {exc}", file=sys.stderr)

@@ -147,4 +147,4 @@ def test_the_two_sides_sentinels_are_reported_and_a_difference_explained():
     assert same.startswith("sentinel new/base x1.0") and "differ" not in same
     assert sentinels(calm, {}, 0.05) is None  # rows without a sentinel: nothing to say
     moved = sentinels(calm, {"sentinel_process_ms": [0.45, 0.46, 0.44, 0.47, 0.45]}, 0.05)
-    assert "new/base x1.3" in moved and "--normalize off judges raw times" in moved
+    assert "new/base x1.3" in moved and "--normalize calibrations judges raw" in moved

@@ -274,40 +274,50 @@ def timed(rel, speed, **extra):
 
 
 def test_cases_timed_with_the_sentinel_are_judged_relative_to_it(tmp_path, capsys):
-    def case(rel_centre, speeds):
+    def case(rel_centre, speeds, **extra):
         rel = noisy(rel_centre, cv=0.01)
-        return row("a", [r * s for r, s in zip(rel, speeds)], **timed(rel, speeds))
+        return row("a", [r * s for r, s in zip(rel, speeds)], **timed(rel, speeds), **extra)
+
+    def ab(rel_centre, speeds, side):  # one side of a natbench ab: its processes alternated with the other's
+        return case(rel_centre, speeds, ab_side=side, ab_interleaved_with=["/other/side"])
 
     calm, mixed = [0.33] * 5, [0.33, 0.40, 0.33, 0.41, 0.40]  # processes in the machine's slow state: ~22 %
-    base = write(tmp_path / "base", [case(10, calm)])
+    base = write(tmp_path / "base", [ab(10, calm, "base")])
     # raw times scattered by the slow state, relative ones not: the same code is unchanged
-    same = write(tmp_path / "same", [case(10, mixed)])
+    same = write(tmp_path / "same", [ab(10, mixed, "new")])
     (a,) = compare(base, same).cases
     assert a.verdict == "unchanged" and a.ratio == pytest.approx(1.0, abs=0.03)
-    assert (
-        a.machine_factor == pytest.approx(1.21, rel=0.04) and "relative to the interleaved sentinel" in a.test
-    )
-    assert a.base == pytest.approx(3.3, rel=0.03) and a.new > 3.9  # the line keeps the raw medians
+    assert a.machine_factor == pytest.approx(1.21, rel=0.04) and "relative to the sentinel" in a.test
+    # base and new at base's sentinel speed (as the ratio); the raw medians are in the line
+    assert a.base == pytest.approx(3.3, rel=0.03) and a.new == pytest.approx(3.3, rel=0.04)
+    assert "raw: 3.29" in a.test and "ratio 1.1" in a.test
     assert compare(base, same, normalize="off").cases[0].ratio > 1.15  # raw: 21 % "slower"
-    # 10 % more work, measured on a calm machine against a baseline met by the slow state: raw times read
-    # it faster; relative to the sentinel it is the regression it is
-    busy_base = write(tmp_path / "busy_base", [case(10, mixed)])
-    slow = write(tmp_path / "slow", [case(11, calm)])
+    # 10 % more work in calm processes against a baseline the slow state met: raw times read it faster;
+    # relative to the sentinel it is the regression it is
+    busy_base = write(tmp_path / "busy_base", [ab(10, mixed, "base")])
+    slow = write(tmp_path / "slow", [ab(11, calm, "new")])
     (a,) = compare(busy_base, slow).regressions
     assert a.ratio == pytest.approx(1.1, rel=0.03) and a.p_value < 0.01
     assert compare(busy_base, slow, normalize="off").cases[0].ratio < 0.95
     assert cli_main(["compare", str(busy_base), str(slow)]) == 1
     out = capsys.readouterr().out
-    assert "raw ratio" in out and "1 of 1 case(s) judged on latency relative to the sentinel" in out
+    assert "raw: " in out and "1 of 1 case(s) judged on their processes' times relative" in out
+    # rows of separate runs (not interleaved): auto judges them as calibrations; --normalize sentinel forces it
+    runs = write(tmp_path / "runs", [case(10, mixed)]), write(tmp_path / "runs_slow", [case(11, calm)])
+    assert "sentinel" not in compare(*runs).cases[0].test
+    (a,) = compare(*runs, normalize="sentinel").regressions
+    assert "relative to the sentinel" in a.test
     # another sentinel (torch changed), or --normalize calibrations: raw times as before
-    other = write(tmp_path / "other", [{**case(10, mixed), "sentinel": "matmul 256x256 float32, torch 3"}])
+    other = write(
+        tmp_path / "other", [{**ab(10, mixed, "new"), "sentinel": "matmul 256x256 float32, torch 3"}]
+    )
     (a,) = compare(base, other).cases
     assert "sentinel" not in a.test and a.ratio > 1.15
     (a,) = compare(base, same, normalize="calibrations").cases
     assert "sentinel" not in a.test
     # several baselines pool their relative times; one from another sentinel drops them for all
     (a,) = compare([base, same], slow).regressions
-    assert a.base_runs == 2 and "relative to the interleaved sentinel" in a.test
+    assert a.base_runs == 2 and "relative to the sentinel" in a.test
     assert "sentinel" not in compare([base, other], slow).cases[0].test
 
 
@@ -318,7 +328,7 @@ def test_a_change_must_clear_the_scatter_of_the_comparison_s_cases(tmp_path, cap
     n = 40
     # every case's five processes share their run's offset (as one sweep's do): the test over processes does
     # not see it, the scatter of the cases' changes does
-    spread = 0.08 * norm.ppf((np.arange(n) + 0.5) / n)
+    spread = 0.04 * norm.ppf((np.arange(n) + 0.5) / n)
 
     def sweep(offsets, slower=(), factor=1.4):
         return [
@@ -332,17 +342,33 @@ def test_a_change_must_clear_the_scatter_of_the_comparison_s_cases(tmp_path, cap
     base = write(tmp_path / "base", sweep(np.zeros(n)))
     same = write(tmp_path / "same", sweep(rng.permutation(spread)))
     aa = compare(base, same)
-    assert aa.scatter is not None and aa.scatter["cases"] == n and aa.scatter["robust_sd"] > 2
-    assert aa.exit_code == 0 and any("within the scatter" in c.test for c in aa.cases)
+    assert aa.scatter is not None and aa.scatter["cases"] == n and aa.scatter["tau"] > 0.02
+    assert aa.exit_code == 0 and any("within the runs' scatter" in c.test for c in aa.cases)
+    assert 0.05 < aa.scatter["detectable"]["quartile"] <= aa.scatter["detectable"]["median"]
+    # --per-case: each case on its own test, as asv's compare: the runs' offsets are flagged
+    per_case = compare(base, same, per_case=True)
+    assert per_case.exit_code == 1 and not per_case.scatter["applied"]
     assert compare(base, same, filters=["c0*"]).exit_code == 1  # ten cases: no bar, the offsets are flagged
-    # a case 40 % slower clears it; so does a slowdown of every case beyond the scatter (the bar is about no
+    # a case 2x slower clears it; so does a slowdown of every case beyond the scatter (the bar is about no
     # change, and the scatter is measured about the cases' median change)
-    one = write(tmp_path / "one", sweep(rng.permutation(spread), slower={3}))
+    one = write(tmp_path / "one", sweep(rng.permutation(spread), slower={3}, factor=2.0))
     assert [c.case_id for c in compare(base, one).regressions] == ["c03"]
     every = write(tmp_path / "every", sweep(rng.permutation(spread), slower=set(range(n)), factor=2.0))
     assert len(compare(base, every).regressions) == n
+    # half of them 20 % slower (a kernel they share) is a change, not the runs' scatter: no bar hides it
+    half = write(tmp_path / "half", sweep(rng.permutation(spread), slower=set(range(0, n, 2)), factor=1.2))
+    got = compare(base, half)
+    assert got.scatter["tau"] == 0 and "changed the same way" in got.scatter["why"]
+    slowed = {f"c{i:02d}" for i in range(0, n, 2)}
+    flagged = {c.case_id for c in got.regressions}
+    assert flagged <= slowed and len(flagged) >= 0.9 * len(slowed)  # a few met a run offset of -5 % or more
     assert cli_main(["compare", str(base), str(same)]) == 0
-    assert "between runs: the 40 cases' changes" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert (
+        "between runs: the 40 cases' log changes scatter" in out
+        and "a change of one case shows beyond" in out
+    )
+    assert cli_main(["compare", str(base), str(same), "--per-case"]) == 1
     assert cli_main(["compare", str(base), str(same), "--filter", "c0*"]) == 1
     assert "fewer than 20, cannot show how the runs scatter" in capsys.readouterr().out
 
@@ -423,3 +449,48 @@ def test_short_runs_with_a_drift_floor_must_change_beyond_it(tmp_path):
     assert compare(write(tmp_path / "b2", [row("a", [10.0, 10.1, 9.9, 10.2, 9.8])]), plain).cases[
         0
     ].verdict == ("regression")
+
+
+def test_relative_times_pool_and_follow_the_metric(tmp_path):
+    def run(rel, speeds, **extra):  # one side of a natbench ab, with a batch for throughput
+        ms = [r * s for r, s in zip(rel, speeds)]
+        return row(
+            "a",
+            ms,
+            batch=2,
+            throughput=2e3 / float(np.median(ms)),
+            **timed(rel, speeds),
+            **extra,
+            ab_interleaved_with=["/other"],
+        )
+
+    calm = [0.33] * 5
+    runs = [write(tmp_path / f"b{i}", [run(noisy(c, cv=0.005), calm)]) for i, c in enumerate((10, 10, 12))]
+    # the pooled baseline's relative point is the median of its runs' (10), not the last run's (12)
+    near = write(tmp_path / "near", [run(noisy(10.2, cv=0.005), calm)])
+    (a,) = compare(runs, near).cases
+    assert a.ratio == pytest.approx(1.02, abs=0.01) and a.verdict == "unchanged"
+    # 20 % slower: a regression in latency and in throughput, against pooled baselines too
+    slow = write(tmp_path / "slow", [run(noisy(12 * 1.2, cv=0.005), calm)])
+    for metric in ("latency", "throughput"):
+        (got,) = compare(runs, slow, metric=metric).cases
+        assert got.verdict == "regression", (metric, got.test)
+    # a baseline run without the sentinel: no relative pooling, and the case is judged on raw times
+    plain = write(tmp_path / "plain", [row("a", [3.3] * 5, batch=2, ab_interleaved_with=["/other"])])
+    assert "relative to the sentinel" not in compare([plain, runs[0]], slow).cases[0].test
+
+
+def test_a_row_made_of_processes_with_and_without_the_sentinel_carries_none():
+    from natbench.measure.repeat import combine
+
+    def process(ms, sentinel):
+        out = {"status": "ok", "latency_ms": ms, "latency_samples_ms": [ms], "peak_mem_bytes": 1}
+        if sentinel:
+            out.update(sentinel="matmul", sentinel_ms=0.33, latency_rel=ms / 0.33)
+        return out
+
+    mixed = combine([process(3.3, False), process(3.4, False), process(3.3, True)], None, None)
+    assert mixed["sentinel"] is None and mixed["latency_rel_process"] is None and mixed["sentinel_ms"] is None
+    full = combine([process(3.3, True), process(3.4, True)], None, None)
+    assert full["sentinel"] == "matmul" and len(full["latency_rel_process"]) == 2
+    assert full["latency_rel"] == pytest.approx(10.15, rel=0.01)

@@ -167,7 +167,8 @@ def sentinels(base: dict, new: dict, alpha: float) -> str | None:
         return line
     return (
         f"{line}: the sides' sentinels differ although their processes alternated; by chance, or the new "
-        "version slows what runs beside it, which relative times hide (--normalize off judges raw times)"
+        "version slows what runs beside it, which relative times hide (--normalize calibrations judges raw "
+        "times)"
     )
 
 
@@ -212,7 +213,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from natbench import results
-    from natbench.compare import show
+    from natbench.compare import SENTINEL_TEST, show
     from natbench.env import collect
     from natbench.measure.cli import case_spec
 
@@ -255,13 +256,13 @@ def main(args: argparse.Namespace) -> int:
         except (FileNotFoundError, ValueError) as exc:
             print(f"natbench ab: error: {exc}", file=sys.stderr)
             return 2
+        relative = any(SENTINEL_TEST in c.test for c in result.cases)
         show(
             result,
             args.json,
             f"A/B of {resolved.get('target')}, {args.repeats} processes a side, interleaved",
+            {"sentinels": note} if note and relative else None,  # it matters only where relative times judged
         )
-        if note and not args.json:
-            print(note)
         if args.out and not args.json:
             print(f"rows: {out / 'base'}, {out / 'new'}")
         return result.exit_code

@@ -262,6 +262,7 @@ def combine(rows: list[dict[str, Any]], load_before, load_after) -> dict[str, An
         calib_process_ms=calib if known else None,
         calib_bw_ms=float(np.median(known_bw)) if known_bw else None,
         calib_bw_process_ms=calib_bw if known_bw else None,
+        sentinel=ok[0].get("sentinel") if with_sentinel else None,
         sentinel_ms=float(np.median(sentinel)) if with_sentinel else None,
         sentinel_process_ms=sentinel if with_sentinel else None,
         latency_rel=float(np.median(relative)) if with_sentinel else None,

@@ -19,24 +19,24 @@ Rows of short runs carry the machine's drift floor (`latency_drift_cv`, from `na
 differ by it even when nothing changed, so their change must also exceed 1.96 x the floors' root sum of squares.
 
 The sentinel: rows timed with it (natbench.measure.timer) carry each process's latency relative to a matmul
-run between its timed blocks (`latency_rel_process`). A case can be judged on those values put back at BASE's
-sentinel speed (at_sentinel): each block and its sentinel met the same moment of the machine, so a busy spell
-cancels per block. It cancels fully only for work slowed as a matmul is: the fused NA kernel slows about twice
-as much, shifted window attention on large maps less. So dividing by it is unbiased when both sides met the same
-machine states, as the interleaved sides of `natbench ab` do (their rows carry `ab_interleaved_with`): there it
-only removes noise, and `--normalize auto` (the default) uses it. Between sweeps run at different times the
-sentinel's speed moves between them and a case that does not follow it one for one reads as a change: on the
-2-core VM, across four sweeps of one commit compared both ways (12 comparisons, without the bar below),
-relative times flagged 5 cases and the calibrations 2. So `auto` judges other rows as `calibrations` does; `--normalize sentinel` judges
-any rows that carry the same sentinel on relative times, `off` judges raw times. The line of a case judged on
-relative times gives the raw ratio and the factor the machine's speed accounted for.
+run between its timed blocks (`latency_rel_process`). Where both rows carry it from the same sentinel,
+`--normalize auto` (the default) judges a case on those values put back at BASE's sentinel speed (at_sentinel):
+each block and its sentinel met the same moment of the machine, so a busy spell cancels per block. It cancels
+fully only for work slowed as a matmul is (the fused NA kernel slows about twice as much, shifted window
+attention on large maps less); what it leaves between runs is in the runs' scatter that the bar below measures.
+On the 2-core VM (a busy spell): a case doing 10 % more matmuls, in runs one after the other, was flagged 10/10
+twice relative to the sentinel (A/A 0/10) and 5/10 by the calibrations (A/A 2/10); four cpu-quick sweeps of one
+commit compared both ways (12 comparisons, with the bar) flagged one case, NA at 336x336, 14 % slower raw in one
+sweep, both ways, relative to the sentinel, and none by the calibrations, which let a change of one case show
+only beyond 74 % (median case) against 36 %. `--normalize calibrations` judges as below, `off` raw times. The
+line of a case judged on relative times gives the raw values and the factor the machine's speed accounted for.
 
 Machine drift: every process times two calibration workloads, a matmul (`calib_process_ms`) and a copy from
 DRAM (`calib_bw_process_ms`). When the two sets' readings of one differ (Mann-Whitney U over all their
 processes at level alpha), the machine itself ran at another speed. A case's time mixes compute and memory
 traffic, so the machine's effect on it lies between the two factors: NEW's latencies (and throughputs) are
 divided by the factor between them nearest to the case's own change: a regression must remain after the
-larger, an improvement after the smaller (`--normalize calibrations`, and `auto` for rows not interleaved). The
+larger, an improvement after the smaller (`--normalize calibrations`, and `auto` for rows without a sentinel). The
 factors are printed. The same holds per case: where the calibrations read in a case's own processes moved
 (a busy spell met that case's processes more than the rest), their factors widen the case's range. Each of
 the two is tested at alpha, so about 1 case in 10 gets a range by chance; a range only ever excuses a change
@@ -63,7 +63,7 @@ from natbench.results import CASE_PARAMS, RESULTS_FILE, has_rows
 DESCRIBE = ("kind", *CASE_PARAMS)
 ALPHA = 0.05
 THRESHOLD = 0.05
-NORMALIZE = ("auto", "sentinel", "calibrations", "off")
+NORMALIZE = ("auto", "calibrations", "off")
 MACHINE_KEYS = ("machine", "device_name", "threads")
 SENTINEL_TEST = "relative to the sentinel"
 CALIBRATION_COLUMNS = ("calib_process_ms", "calib_bw_process_ms")  # per process: matmul, DRAM copy
@@ -311,12 +311,6 @@ def sentinel_speed(base: dict[str, Any], new: dict[str, Any]) -> float | None:
     return float(np.median(readings)) if readings else None
 
 
-def interleaved(base: dict[str, Any], new: dict[str, Any]) -> bool:
-    """The rows are the two sides of one `natbench ab`: their processes alternated, so they met the same
-    machine states and their sentinels the same speeds."""
-    return not any(_missing(r.get("ab_interleaved_with")) for r in (base, new))
-
-
 def at_sentinel(row: dict[str, Any], speed: float, metric: Metric) -> dict[str, Any]:
     """A row whose latencies are its processes' relative latencies x `speed` (ms of a sentinel call): what
     each process would have taken with the machine at that speed; throughput and baseline points follow."""
@@ -497,10 +491,9 @@ def compare(
     base: one results directory, or several (oldest first): then each case's baseline pools its rows from the
     runs measured on NEW's machine (see `pool`), and a change must also go beyond every baseline run.
 
-    normalize: "sentinel" judges a case on its latency relative to the sentinel where both rows carry it from
-    the same sentinel (at_sentinel), "calibrations" divides NEW's times by the machine's drift when a
-    calibration workload says it changed significantly (see machine_drift), "auto" is "sentinel" for the two
-    interleaved sides of an A/B (rows with `ab_interleaved_with`) and "calibrations" otherwise, "off" judges raw
+    normalize: "auto" judges a case on its latency relative to the sentinel where both rows carry it from the
+    same sentinel (at_sentinel) and otherwise as "calibrations", which divides NEW's times by the machine's
+    drift when a calibration workload says it changed significantly (see machine_drift); "off" judges raw
     times (memory is never normalized)."""
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0 (a fraction, 0.1 = 10 %), got {threshold}")
@@ -534,8 +527,7 @@ def compare(
     cases, not_comparable = [], []
     for case_id in sorted(set(base_rows) & set(new_rows)):
         b, n = base_rows[case_id], new_rows[case_id]
-        relative = normalize == "sentinel" or (normalize == "auto" and interleaved(b, n))
-        speed = sentinel_speed(b, n) if relative and metric != "memory" else None
+        speed = sentinel_speed(b, n) if normalize == "auto" and metric != "memory" else None
         if speed is not None:
             cases_or_reason = _judge_at_sentinel(b, n, speed, m, threshold, alpha)
             if isinstance(cases_or_reason, str):
@@ -834,10 +826,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--normalize",
         choices=NORMALIZE,
         default="auto",
-        help="auto: sentinel for the interleaved sides of a natbench ab, else calibrations (default); "
-        "sentinel: judge latency relative to the sentinel timed between the timed blocks, where both rows "
-        "carry it; calibrations: divide NEW's times by the machine's drift when the calibration workloads "
-        "changed significantly, over all processes or in a case's own; off: judge raw times",
+        help="auto: judge latency relative to the sentinel timed between the timed blocks where both rows "
+        "carry it, else as calibrations (default); calibrations: divide NEW's times by the machine's drift "
+        "when the calibration workloads changed significantly, over all processes or in a case's own; "
+        "off: judge raw times",
     )
     parser.add_argument(
         "--per-case",

@@ -302,10 +302,9 @@ def test_cases_timed_with_the_sentinel_are_judged_relative_to_it(tmp_path, capsy
     assert cli_main(["compare", str(busy_base), str(slow)]) == 1
     out = capsys.readouterr().out
     assert "raw: " in out and "1 of 1 case(s) judged on their processes' times relative" in out
-    # rows of separate runs (not interleaved): auto judges them as calibrations; --normalize sentinel forces it
+    # rows of separate runs are judged the same way
     runs = write(tmp_path / "runs", [case(10, mixed)]), write(tmp_path / "runs_slow", [case(11, calm)])
-    assert "sentinel" not in compare(*runs).cases[0].test
-    (a,) = compare(*runs, normalize="sentinel").regressions
+    (a,) = compare(*runs).regressions
     assert "relative to the sentinel" in a.test
     # another sentinel (torch changed), or --normalize calibrations: raw times as before
     other = write(

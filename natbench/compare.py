@@ -25,8 +25,8 @@ each block and its sentinel met the same moment of the machine, so a busy spell 
 fully only for work slowed as a matmul is (the fused NA kernel slows about twice as much, shifted window
 attention on large maps less); what it leaves between runs is in the runs' scatter that the bar below measures.
 On the 2-core VM (a busy spell): a case doing 10 % more matmuls, in runs one after the other, was flagged 10/10
-twice relative to the sentinel (A/A 0/10) and 5/10 by the calibrations (A/A 2/10); four cpu-quick sweeps of one
-commit compared both ways (12 comparisons, with the bar) flagged one case, NA at 336x336, 14 % slower raw in one
+in three sets relative to the sentinel (A/A 0/10) and 5/10 by the calibrations (A/A 2/10); four cpu-quick sweeps
+of the same measurement code compared both ways (12 comparisons, with the bar) flagged one case, NA at 336x336, 14 % slower raw in one
 sweep, both ways, relative to the sentinel, and none by the calibrations, which let a change of one case show
 only beyond 74 % (median case) against 36 %. `--normalize calibrations` judges as below, `off` raw times. The
 line of a case judged on relative times gives the raw values and the factor the machine's speed accounted for.
@@ -100,12 +100,11 @@ class CaseDelta:
     busy: bool = False  # either row was measured on a busy machine (loadavg above its CPUs)
     machine_factor: float | None = None  # NEW's times were divided by this (machine drift), if at all
     base_runs: int = 1  # baseline runs pooled for this case
-    # log(NEW / BASE) of the values' geometric means and its standard error (Welch; None without a spread);
-    # std_change = their quotient: the change in units of what the processes' own spread explains
+    # log(NEW / BASE) of the values' geometric means, its standard error and Welch degrees of freedom (None
+    # without a spread): what between_runs weighs against the runs' scatter
     log_change: float | None = None
     change_se: float | None = None
     change_df: float | None = None
-    std_change: float | None = None
     within_scatter: bool = False  # beyond the threshold and the test, but not beyond the cases' scatter
 
 
@@ -122,9 +121,8 @@ class Comparison:
     not_comparable: list[dict[str, Any]]  # in both, but no verdict possible: each with its reason
     drift: dict[str, Any] | None = None  # calibration workload NEW / BASE, and whether it was applied
     normalize: str = "auto"  # "off": raw times, no machine drift taken out (sweep-wide or per case)
-    scatter: dict[str, Any] | None = (
-        None  # the cases' between-run scatter a change must exceed (see between_runs)
-    )
+    # the runs' scatter a change must exceed, or why there is no bar (see between_runs)
+    scatter: dict[str, Any] | None = None
 
     @property
     def regressions(self) -> list[CaseDelta]:
@@ -529,25 +527,9 @@ def compare(
         b, n = base_rows[case_id], new_rows[case_id]
         speed = sentinel_speed(b, n) if normalize == "auto" and metric != "memory" else None
         if speed is not None:
-            cases_or_reason = _judge_at_sentinel(b, n, speed, m, threshold, alpha)
-            if isinstance(cases_or_reason, str):
-                not_comparable.append(_reason(case_id, b, n, cases_or_reason))
-            else:
-                cases.append(cases_or_reason)
-            continue
-        span = (drift["low"], drift["high"]) if drift is not None and drift["applied"] else None
-        local = case_drift(b, n, alpha) if ranges else []
-        if local:
-            low, high = span or (1.0, 1.0)
-            span = (min(low, *local), max(high, *local))
-        got = judge(b, n, m, threshold, alpha)
-        if span is not None and not isinstance(got, str):
-            # the machine's share: the factor in the span nearest to the case's own change
-            times = got.ratio if m.higher_is_worse else 1 / got.ratio
-            factor = min(max(times, span[0]), span[1])
-            got = replace(judge(b, _scaled(n, factor), m, threshold, alpha), machine_factor=factor)
-            if local:
-                got.test += f"; its own processes' calibrations read new/base {' and '.join(f'{f:.3f}' for f in local)}"
+            got = _judge_at_sentinel(b, n, speed, m, threshold, alpha)
+        else:
+            got = _judge_in_range(b, n, m, threshold, alpha, drift, case_drift(b, n, alpha) if ranges else [])
         if isinstance(got, str):
             not_comparable.append(_reason(case_id, b, n, got))
         else:
@@ -583,7 +565,7 @@ SCATTER_MAX_ALIKE = 0.2  # A/A sweeps on the 2-core VM: at most 4 of 61 cases fl
 
 def log_change(base: list[float], new: list[float]) -> dict[str, float]:
     """log(NEW / BASE) of the positive values' geometric means, its standard error and Welch-Satterthwaite
-    degrees of freedom, and their quotient (`std_change`, the Welch t); {} or no t where there is no spread."""
+    degrees of freedom; {} or the change alone where there is no spread."""
     b, n = (np.log([v for v in vals if v > 0]) for vals in (base, new))
     if len(b) < 2 or len(n) < 2:
         return {}
@@ -593,7 +575,7 @@ def log_change(base: list[float], new: list[float]) -> dict[str, float]:
     if se <= 0:
         return {"log_change": change}
     df = (vb + vn) ** 2 / (vb**2 / (len(b) - 1) + vn**2 / (len(n) - 1))
-    return {"log_change": change, "change_se": se, "change_df": df, "std_change": change / se}
+    return {"log_change": change, "change_se": se, "change_df": df}
 
 
 def between_runs(cases: list[CaseDelta], alpha: float) -> dict[str, Any] | None:
@@ -614,7 +596,7 @@ def between_runs(cases: list[CaseDelta], alpha: float) -> dict[str, Any] | None:
 
     if len(cases) < 2:
         return None
-    known = [c for c in cases if c.std_change is not None]
+    known = [c for c in cases if c.change_se is not None]
     if len(known) < SCATTER_MIN_CASES:
         why = f"{len(known)} case(s) with a spread, fewer than {SCATTER_MIN_CASES}, cannot show how the runs scatter"
         return {
@@ -646,13 +628,13 @@ def detectable(cases: list[CaseDelta], scatter: dict[str, Any], alpha: float) ->
     need = [
         math.exp(_bar(c, scatter, alpha) * math.hypot(c.change_se, scatter["tau"])) - 1
         for c in cases
-        if c.std_change is not None
+        if c.change_se is not None
     ]
     return {"median": float(np.median(need)), "quartile": float(np.percentile(need, 25))}
 
 
 def _within_scatter(case: CaseDelta, scatter: dict[str, Any], alpha: float) -> CaseDelta:
-    if case.verdict == "unchanged" or case.std_change is None:
+    if case.verdict == "unchanged" or case.change_se is None:
         return case
     total = case.log_change / math.hypot(case.change_se, scatter["tau"])
     bar = _bar(case, scatter, alpha)
@@ -673,6 +655,34 @@ def _reason(case_id: str, base: dict[str, Any], new: dict[str, Any], reason: str
         "reason": reason,
         "describe": _describe(new),
     }
+
+
+def _judge_in_range(
+    base: dict[str, Any],
+    new: dict[str, Any],
+    metric: Metric,
+    threshold: float,
+    alpha: float,
+    drift: dict[str, Any] | None,
+    local: list[float],
+) -> CaseDelta | str:
+    """judge() with NEW's times divided by the machine's share of the case's change: the factor nearest to it in
+    the sweep-wide range (where applied) widened by the case's own calibration factors (`local`)."""
+    span = (drift["low"], drift["high"]) if drift is not None and drift["applied"] else None
+    if local:
+        low, high = span or (1.0, 1.0)
+        span = (min(low, *local), max(high, *local))
+    got = judge(base, new, metric, threshold, alpha)
+    if span is None or isinstance(got, str):
+        return got
+    times = got.ratio if metric.higher_is_worse else 1 / got.ratio
+    factor = min(max(times, span[0]), span[1])
+    got = replace(judge(base, _scaled(new, factor), metric, threshold, alpha), machine_factor=factor)
+    if local:
+        got.test += (
+            f"; its own processes' calibrations read new/base {' and '.join(f'{f:.3f}' for f in local)}"
+        )
+    return got
 
 
 def _judge_at_sentinel(

@@ -122,6 +122,7 @@ def test_ab_measures_each_side_from_its_own_path_and_exits_as_compare(tmp_path, 
     assert cli_main([*argv, "--base", str(fast), "--new", str(slow), "--out", str(out)]) == 1
     printed = capsys.readouterr().out
     assert "A/B of abcase:work, 3 processes a side, interleaved" in printed and "1 regression(s)" in printed
+    assert "relative to the sentinel" in printed and "sentinel new/base x" in printed
     base, new = results.load(out / "base"), results.load(out / "new")
     assert list(base["ab_side"]) == ["base"] and list(new["ab_path"]) == [[str(slow.resolve())]]
     assert new["latency_ms"].iloc[0] > 4 > 10 * base["latency_ms"].iloc[0]

@@ -155,7 +155,7 @@ def sentinels(base: dict, new: dict, alpha: float) -> str | None:
     The sides alternate, so their sentinels meet the same machine, except by chance (a slow spell that met
     more processes of one side: then the relative times are what tells the versions apart) or because the
     new version slows what runs beside it in its process (caches, threads left spinning): the relative times
-    would then hide that part of its cost, and `--normalize off` judges raw times."""
+    would then hide that part of its cost, and `--normalize calibrations` (or `off`) judges raw times."""
     from scipy.stats import mannwhitneyu
 
     b, n = (r.get("sentinel_process_ms") or [] for r in (base, new))

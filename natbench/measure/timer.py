@@ -157,17 +157,22 @@ PRIME_SECONDS = (
 CALIB_SIZE = 256
 
 
+def _calibration_call(device: torch.device) -> Callable[[], object]:
+    """One call of the calibration workload (a CALIB_SIZE^2 matmul, synchronized by .item())."""
+    a = torch.randn(CALIB_SIZE, CALIB_SIZE, device=device)
+    return lambda: (a @ a).sum().item()
+
+
 def prime_runtime(device: torch.device | str, seconds: float | None = None) -> float | None:
     """Run a fixed workload (CALIB_SIZE^2 matmuls) for `seconds` (PRIME_SECONDS) on the process's threads
     before anything is timed; returns its median ms per call over the second half of the calls (the first
     half wakes the thread pool and clocks), or None when too few calls ran."""
     seconds = PRIME_SECONDS if seconds is None else seconds
-    device = torch.device(device)
-    a = torch.randn(CALIB_SIZE, CALIB_SIZE, device=device)
+    call = _calibration_call(torch.device(device))
     times = []
     start = last = time.perf_counter()
     while last - start < seconds:
-        (a @ a).sum().item()
+        call()
         now = time.perf_counter()
         times.append(now - last)
         last = now
@@ -280,12 +285,7 @@ def sentinel_name() -> str:
 
 def _sentinel(block_seconds: float) -> tuple[timeit.Timer, int]:
     """(timer, calls per block) of the calibration matmul, sized for a timed block of `block_seconds`."""
-    a = torch.randn(CALIB_SIZE, CALIB_SIZE)
-
-    def call():
-        (a @ a).sum().item()
-
-    timer = timeit.Timer(call)
+    timer = timeit.Timer(_calibration_call(torch.device("cpu")))
     per_call = min(timer.repeat(repeat=3, number=1))
     target = min(max(SENTINEL_SHARE * block_seconds, SENTINEL_MIN_S), SENTINEL_MAX_S)
     return timer, calls_per_block(per_call, target)

@@ -81,7 +81,7 @@ def test_bundled_presets_parse_and_expand():
             if s.target == target and s.backend == backend and s.kernel_size in (7, None)
         }
         assert len(at_k7) >= 5, (target, at_k7)  # enough points for a log-log fit
-    assert {s.kernel_size for s in quick if s.target == "na" and s.resolution == 56} == {3, 5, 7, 9, 11, 13}
+    assert {s.kernel_size for s in quick if s.target == "na" and s.resolution == 56} == {5, 7, 9, 11, 13}
     assert {"nat_mini", "swin_tiny", "dinat_mini", "nat_tiny"} <= {
         s.target for s in quick if s.kind == "model"
     }
@@ -584,7 +584,7 @@ def test_preset_reruns_is_a_share_of_repeats(tmp_path):
         load_preset(write_preset(tmp_path / "r.toml", '[[grid]]\ntarget = "na"', reruns=2))
     assert load_preset(write_preset(tmp_path / "z.toml", '[[grid]]\ntarget = "na"', reruns=0)).reruns == 0
     timed = write_preset(tmp_path / "s.toml", '[[grid]]\ntarget = "na"', rerun_seconds=45)
-    assert load_preset(timed).rerun_seconds == 45 and load_preset("cpu-quick").rerun_seconds == 45
+    assert load_preset(timed).rerun_seconds == 45 and load_preset("cpu-quick").rerun_seconds == 30
     assert (
         load_preset(
             write_preset(tmp_path / "0.toml", '[[grid]]\ntarget = "na"', rerun_seconds=0)

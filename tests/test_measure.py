@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -120,6 +121,25 @@ def test_warm_up_goes_on_until_a_call_faults_no_pages_in(monkeypatch):
     monkeypatch.setattr(timer, "MAX_SETTLE_CALLS", 1)
     timer.warm_up(fn, torch.device("cpu"), config)
     assert len(calls) == 2  # bounded: min_warmup_calls + MAX_SETTLE_CALLS
+
+
+def test_warm_up_counts_faults_that_cost_little_of_a_call_as_steady(monkeypatch):
+    from natbench.measure import timer
+
+    faults, calls = [0], []
+
+    def fn(seconds):
+        calls.append(1)
+        faults[0] += 1_000  # ~2 ms of faults at timer.FAULT_SECONDS each
+        time.sleep(seconds)
+
+    monkeypatch.setattr(timer, "_minor_faults", lambda: faults[0])
+    config = TimerConfig(warmup=0.0, min_warmup_calls=1)
+    timer.warm_up(lambda: fn(0.3), torch.device("cpu"), config)
+    assert len(calls) == 1  # under 1 % of a 0.3 s call
+    calls.clear()
+    timer.warm_up(lambda: fn(0.0), torch.device("cpu"), config)
+    assert len(calls) == 1 + timer.MAX_SETTLE_CALLS  # most of a quick call: it settles
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,10 @@ def synchronize(device: torch.device) -> None:
 # over the first calls of an op with large temporaries (window attention 448x448: 163,223 / 25,088 / 0 faults
 # in calls 1-3, ~1-2 us each) and only then reuses its pages. Bounded by calls and seconds.
 STEADY_FAULTS = 256  # page faults per call (1 MiB) that count as steady
+# ... as do faults that cost under 1 % of the call (at 2 us each): a model's second call faulted ~480 pages
+# (~1 ms of 140-170 ms) and then none, so the call spent settling bought nothing
+FAULT_SECONDS = 2e-6
+STEADY_SHARE = 0.01
 MAX_SETTLE_CALLS = 6
 MAX_SETTLE_SECONDS = 3.0
 
@@ -130,13 +134,12 @@ def warm_up(fn: Callable[[], object], device: torch.device, config: TimerConfig)
     calls, start = 0, time.perf_counter()
     last = start
     per_call = 0.0
-    faults = STEADY_FAULTS + 1
+    settling = cpu
     while (
         calls < config.min_warmup_calls
         or time.perf_counter() - start < config.warmup
         or (
-            cpu
-            and faults > STEADY_FAULTS
+            settling
             and calls < config.min_warmup_calls + MAX_SETTLE_CALLS
             and time.perf_counter() - start < config.warmup + MAX_SETTLE_SECONDS
         )
@@ -144,9 +147,11 @@ def warm_up(fn: Callable[[], object], device: torch.device, config: TimerConfig)
         before = _minor_faults() if cpu else 0
         fn()
         synchronize(device)
-        faults = _minor_faults() - before if cpu else 0
         now = time.perf_counter()
         per_call, last = now - last, now
+        if cpu:
+            faults = _minor_faults() - before
+            settling = faults > STEADY_FAULTS and faults * FAULT_SECONDS > STEADY_SHARE * per_call
         calls += 1
     return per_call
 

@@ -36,6 +36,16 @@ def test_ratio_ci_is_symmetric_in_log_and_rejects_non_positive():
         ratio_ci([1.0, 0.0])
 
 
+def test_ratio_ci_is_the_t_interval_of_the_mean_log_ratio():
+    from scipy import stats
+
+    r, low, high = ratio_ci([1.0, 2.0, 4.0])  # log ratios 0, ln 2, 2 ln 2
+    half = stats.t.ppf(0.975, 2) * np.log(2) / np.sqrt(3)
+    assert r == pytest.approx(2.0) and low == pytest.approx(2.0 * np.exp(-half))
+    assert high == pytest.approx(2.0 * np.exp(half)) and high > 4.0  # wider than min..max with three values
+    assert ratio_ci([1.5, 1.5]) == (1.5, 1.5, 1.5)
+
+
 def _processes(sizes, exponent, cv, n=4, seed=0):
     rng = np.random.default_rng(seed)
     return [list(s**exponent * (1 + cv * rng.standard_normal(n))) for s in sizes]

@@ -1,8 +1,8 @@
 """Paired ratios: A / B at one shape, measured interleaved in the same processes so drift cancels.
 
 A pair runs A and B in the same R fresh processes, in alternating rounds A B, B A, ...; each round gives one
-A/B ratio, each process the median of its rounds, and the pair row the geometric median of the processes'
-ratios with its bootstrap interval (natbench.measure.stats.ratio_ci).
+A/B ratio, each process the median of its rounds, and the pair row the geometric mean of the processes'
+ratios with its Student t interval (natbench.measure.stats.ratio_ci).
 """
 
 from __future__ import annotations

@@ -560,7 +560,7 @@ def compare(
 
 
 SCATTER_MIN_CASES = 20  # fewer cases do not tell their scatter from their changes
-SCATTER_MAX_ALIKE = 0.2  # A/A sweeps on the 2-core VM: at most 4 of 61 cases flagged one way before the bar
+SCATTER_MAX_ALIKE = 0.2  # A/A sweeps on the VM: at most 4 of 61 cases (then) flagged one way before the bar
 
 
 def log_change(base: list[float], new: list[float]) -> dict[str, float]:
@@ -582,7 +582,7 @@ def between_runs(cases: list[CaseDelta], alpha: float) -> dict[str, Any] | None:
     """The runs' own scatter and the bar a change must clear (`applied`), or why there is none; None for a
     comparison of one case.
 
-    One sweep's processes, spread over its minutes, still share that sweep, and 61 cases tested at one-sided
+    One sweep's processes, spread over its minutes, still share that sweep, and 54 cases tested at one-sided
     alpha 0.05 flag about 3 by chance. A case's log change is its true change, plus the runs' offset for it
     (SD tau, the same for every case), plus its processes' noise (its standard error). tau is what the
     cases' changes scatter beyond their standard errors: the robust SD of the changes (MAD about their median,

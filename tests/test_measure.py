@@ -103,7 +103,7 @@ def test_the_sentinel_is_read_after_every_timed_block_and_cancels_the_machine_s_
         Timing([1.0, 2.0], 1, "timeit:blocks+sentinel", [0.5])
 
 
-def test_warm_up_goes_on_until_a_call_faults_no_pages_in(monkeypatch):
+def test_warm_up_goes_on_while_calls_fault_pages_in(monkeypatch):
     from natbench.measure import timer
 
     faults, calls = [0], []

@@ -113,8 +113,9 @@ def synchronize(device: torch.device) -> None:
 # over the first calls of an op with large temporaries (window attention 448x448: 163,223 / 25,088 / 0 faults
 # in calls 1-3, ~1-2 us each) and only then reuses its pages. Bounded by calls and seconds.
 STEADY_FAULTS = 256  # page faults per call (1 MiB) that count as steady
-# ... as do faults that cost under 1 % of the call (at 2 us each): a model's second call faulted ~480 pages
-# (~1 ms of 140-170 ms) and then none, so the call spent settling bought nothing
+# ... as do faults that cost under 1 % of the call (at 2 us each, 4 KiB pages): a model's first call faulted
+# ~490 pages (~1 ms of 140-220 ms) and then none, so a second call bought nothing. A first call slowed by one-off
+# work faults far more (natten's eager Flex compiling: 35-63k pages, 3-13 % of it), so it still settles.
 FAULT_SECONDS = 2e-6
 STEADY_SHARE = 0.01
 MAX_SETTLE_CALLS = 6
@@ -128,8 +129,8 @@ def _minor_faults() -> int:
 
 
 def warm_up(fn: Callable[[], object], device: torch.device, config: TimerConfig) -> float:
-    """Call fn until warm (compilation, caches, allocator; on CPU until a call faults no pages in);
-    returns seconds per call of the last call."""
+    """Call fn until warm (compilation, caches, allocator; on CPU until a call's page faults are few: see
+    STEADY_FAULTS); returns seconds per call of the last call."""
     cpu = device.type == "cpu"
     calls, start = 0, time.perf_counter()
     last = start

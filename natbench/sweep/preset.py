@@ -19,7 +19,7 @@
     numerator = { target = "na", backend = "tiled" }
     denominator = { target = "window", shifted = true }
 
-`repeats` (setting, default 3): fresh processes per case and per pair. A pair adds a kind="pair" row with
+`repeats` (setting, default 5): fresh processes per case and per pair. A pair adds a kind="pair" row with
 the ratio and its interval; its two members are also run as ordinary cases. `reruns` (default 0.4): the
 share of `repeats` a case may run again when processes were slowed by the machine (natbench.measure.repeat);
 `rerun_seconds` (default: no limit): no re-run starts later than this after the re-run passes began, so that a

@@ -60,8 +60,8 @@ def ratio_ci(ratios: Sequence[float], confidence: float = CONFIDENCE) -> tuple[f
     (scipy.stats.ttest_1samp on the log ratios).
 
     Not the bootstrap of the median used for latencies: with five processes that interval is their min..max,
-    whose width rests on two values. A pair's rounds alternate, so a busy spell moves both members and the
-    per-process log ratios have no contended tail for a mean to follow. Over 8 cpu-quick runs (6 pairs, 336
+    whose width rests on two values. A pair's rounds alternate, so a busy spell moves both members and mostly
+    cancels in their ratio, which a mean then need not guard against as a latency's median must. Over 8 cpu-quick runs (6 pairs, 336
     run pairs) another run's centre fell inside this interval 80 % of the time (83 % is what a 95 % interval
     gives), inside min..max 76 %; the widths were alike (median half-width 4.2 % and 4.4 %).
     """

@@ -433,3 +433,20 @@ def test_fused_qkv_cache_follows_weight_updates_and_dtype():
         want = model(x).logits
         torch.testing.assert_close(after, want, atol=1e-4, rtol=1e-4)
         assert model.double()(x.double()).logits.dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", ["nat_mini", "dinat_mini", "nat_isotropic_small"])
+def test_registry_builds_skip_only_the_init_that_init_weights_redoes(name, monkeypatch):
+    from natbench.models import layers
+
+    def poison(self):  # a layer init_weights missed would keep these NaNs
+        for p in self.parameters(recurse=False):
+            p.data.fill_(float("nan"))
+
+    own = torch.nn.LayerNorm.reset_parameters
+    monkeypatch.setattr(layers, "_no_init", poison)
+    model = create_model(name)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    linear = torch.nn.Linear(64, 64)  # the classes' own init is back outside the builder
+    assert linear.weight.abs().max() <= 1 / 8 and linear.weight.std() > 0.02
+    assert torch.nn.LayerNorm.reset_parameters is own

@@ -149,6 +149,13 @@ def create_model(name: str, pretrained: str | Path | None = None, **overrides: A
 
 
 def _create_nat(name: str, pretrained, overrides: dict) -> nn.Module:
+    from natbench.models.layers import no_default_init
+
+    with no_default_init():  # init_weights initialises every layer the constructors make
+        return _build_nat(name, pretrained, overrides)
+
+
+def _build_nat(name: str, pretrained, overrides: dict) -> nn.Module:
     from natbench.models import checkpoint as ckpt
     from natbench.models.nat import NatForImageClassification
 

@@ -176,8 +176,9 @@ class PeakMemory:
 # and never trim it: after warm-up a call reuses resident pages, as torch's caching allocator does on CUDA.
 # Peak memory is unaffected: it counts torch's allocator bytes, not pages.
 # Huge pages (torch's THP_MEM_ALLOC_ENABLE=1; the kernel here has THP on madvise) were tried and not kept:
-# alone they steadied window attention 448x448 (6 x 5 processes: CV 2.5 % against 8 %), but in a cpu-quick
-# sweep its processes ran 288-404 ms against 148-228 ms in four sweeps without, and the sweep took 6:04 against 5:00-5:12.
+# alone they steadied window attention 448x448 (its medians over 5 runs of 5 processes: CV 2.5 %, against
+# 8.0 % over 6 runs without), but in a cpu-quick sweep its processes took 288-404 ms (148-228 ms in four
+# sweeps without) and the sweep 6:04 (5:00-5:12 without).
 MMAP_MAX = 0
 TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: the largest, i.e. never trim on free
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4

@@ -13,7 +13,10 @@ smallest change of one case that then shows. `--per-case` judges each case on it
 
 Several baselines (`natbench compare MON TUE WED TODAY`, oldest first): each case's baseline pools the
 per-process values of its runs on NEW's machine and takes the median of their medians, so that the test sees
-the baseline's between-run noise; a regression (improvement) must also be beyond the worst (best) baseline run.
+the baseline's between-run noise; a regression (improvement) must also be beyond the worst (best) baseline run,
+and the bar weighs the case's own offsets between those runs (case_offsets, moderated toward the common scatter:
+case_tau). Some cases move further between sweeps than others (7 cpu-quick sweeps on the VM: SD 20 % for the
+gather reference NA at 14x14, 6 % for the median case). One baseline cannot show a case's own noise.
 
 Rows of short runs carry the machine's drift floor (`latency_drift_cv`, from `natbench noise`): two such runs
 differ by it even when nothing changed, so their change must also exceed 1.96 x the floors' root sum of squares.
@@ -106,6 +109,10 @@ class CaseDelta:
     change_se: float | None = None
     change_df: float | None = None
     within_scatter: bool = False  # beyond the threshold and the test, but not beyond the cases' scatter
+    # this case's own offset between baseline runs (variance of log values, its degrees of freedom): see
+    # case_offsets; None with one baseline run
+    run_var: float | None = None
+    run_df: int | None = None
 
 
 @dataclass
@@ -342,6 +349,8 @@ def _scaled(row: dict[str, Any], factor: float) -> dict[str, Any]:
     return out
 
 
+RUN_COLUMNS = ("latency_process_ms", "latency_rel_process", "peak_mem_process_bytes")
+
 POOLED = (
     "latency_rel_process",
     "sentinel_process_ms",
@@ -367,6 +376,7 @@ def pool(rows: list[dict[str, Any]], metric: Metric) -> dict[str, Any]:
     if points:
         out[metric.column] = float(np.median(points))
     out["base_points"] = points
+    out["base_run_values"] = {col: [_list(r.get(col)) for r in ok] for col in RUN_COLUMNS}
     rel = [_number(r.get("latency_rel")) for r in ok]
     # relative times pool only when every run has them, from one sentinel
     if len({r.get("sentinel") for r in ok}) == 1 and all(v is not None for v in rel):
@@ -378,6 +388,28 @@ def pool(rows: list[dict[str, Any]], metric: Metric) -> dict[str, Any]:
     floors = [f for f in (_number(r.get("latency_drift_cv")) for r in ok) if f is not None]
     out["latency_drift_cv"] = max(floors, default=None)  # the widest any baseline run carried
     return out
+
+
+def case_offsets(base: dict[str, Any], column: str) -> dict[str, float] | None:
+    """How far this case's baseline runs sit apart beyond their processes' noise: the variance of the runs'
+    mean log values less the mean squared standard error of those means (floored at 0), on k - 1 degrees of
+    freedom; None with fewer than 2 runs of at least 2 positive values. A sweep spreads a case's processes
+    over its minutes, but some cases move further from one sweep to the next: over 7 cpu-quick sweeps on the
+    VM, the gather reference NA at 14x14 by 20 % (SD), the median case by 6 %."""
+    runs = [
+        np.log([v for v in vals if v > 0]) for vals in (base.get("base_run_values") or {}).get(column, [])
+    ]
+    runs = [r for r in runs if len(r) >= 2]
+    if len(runs) < 2:
+        return None
+    means = np.array([r.mean() for r in runs])
+    noise = float(np.mean([r.var(ddof=1) / len(r) for r in runs]))
+    return {"var": max(0.0, float(means.var(ddof=1)) - noise), "df": len(runs) - 1}
+
+
+def _with_offsets(case: CaseDelta, base: dict[str, Any], column: str) -> CaseDelta:
+    got = case_offsets(base, column)
+    return case if got is None else replace(case, run_var=got["var"], run_df=got["df"])
 
 
 def judge(
@@ -534,7 +566,7 @@ def compare(
             not_comparable.append(_reason(case_id, b, n, got))
         else:
             cases.append(got)
-    scatter = between_runs(cases, alpha)
+    scatter = between_runs(cases, alpha, drift)
     if scatter is not None and scatter["applied"]:
         scatter["detectable"] = detectable(cases, scatter, alpha)
         if per_case:
@@ -560,6 +592,7 @@ def compare(
 
 
 SCATTER_MIN_CASES = 20  # fewer cases do not tell their scatter from their changes
+MACHINE_MOVED = 0.05  # a calibration this much faster or slower: the machine ran at another speed
 SCATTER_MAX_ALIKE = 0.2  # A/A sweeps on the VM: at most 4 of 61 cases (then) flagged one way before the bar
 
 
@@ -578,20 +611,36 @@ def log_change(base: list[float], new: list[float]) -> dict[str, float]:
     return {"log_change": change, "change_se": se, "change_df": df}
 
 
-def between_runs(cases: list[CaseDelta], alpha: float) -> dict[str, Any] | None:
+def machine_moved(drift: dict[str, Any] | None) -> float | None:
+    """The larger calibration factor (matmul or DRAM copy, NEW / BASE) where it moved by MACHINE_MOVED or more
+    (and significantly); else None."""
+    if not drift or not drift.get("significant"):
+        return None
+    factors = [d["factor"] for d in (drift.get("compute"), drift.get("memory")) if d and d["significant"]]
+    far = max(factors, key=lambda f: abs(math.log(f)), default=None)
+    return far if far is not None and abs(math.log(far)) >= math.log1p(MACHINE_MOVED) else None
+
+
+def between_runs(
+    cases: list[CaseDelta], alpha: float, drift: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The runs' own scatter and the bar a change must clear (`applied`), or why there is none; None for a
     comparison of one case.
 
     One sweep's processes, spread over its minutes, still share that sweep, and 54 cases tested at one-sided
     alpha 0.05 flag about 3 by chance. A case's log change is its true change, plus the runs' offset for it
-    (SD tau, the same for every case), plus its processes' noise (its standard error). tau is what the
+    (SD tau, the same for every case; with several baselines see case_tau), plus its processes' noise (its standard error). tau is what the
     cases' changes scatter beyond their standard errors: the robust SD of the changes (MAD about their median,
     scipy.stats.median_abs_deviation) squared, less their median squared standard error. A regression or
     improvement must then exceed, in units of sqrt(se^2 + tau^2), the Student t quantile at alpha / (2 x
     cases) with its Welch degrees of freedom: a comparison of unchanged code flags a case, either way, with
     probability about alpha. With more than SCATTER_MAX_ALIKE of the cases changed the same way on their own,
     they are a change (a kernel most cases share), not the runs' scatter, and would widen the bar that should
-    flag them: tau is then 0 and the bar only counts the cases. No bar with fewer than SCATTER_MIN_CASES."""
+    flag them: tau is then 0 and the bar only counts the cases; unless the machine's own calibration
+    workloads moved by MACHINE_MOVED or more too (`drift`, see machine_drift), which makes the machine the
+    likelier cause: of 42 comparisons among 7 cpu-quick sweeps, 12 met a shared change, and in each the
+    machine's matmul or DRAM-copy calibration had moved by 10-16 %. No bar with fewer than
+    SCATTER_MIN_CASES."""
     from scipy.stats import median_abs_deviation
 
     if len(cases) < 2:
@@ -610,9 +659,15 @@ def between_runs(cases: list[CaseDelta], alpha: float) -> dict[str, Any] | None:
     tau = math.sqrt(max(0.0, spread**2 - noise**2))
     out = {"applied": True, "cases": len(known), "spread": spread, "noise": noise, "tau": tau, "alike": alike}
     if alike > SCATTER_MAX_ALIKE * len(cases):
-        out.update(
-            tau=0.0, why=f"{alike} of {len(cases)} cases changed the same way on their own: a shared change"
-        )
+        moved = machine_moved(drift)
+        if moved is None:
+            why = f"{alike} of {len(cases)} cases changed the same way on their own: a shared change, not counted"
+            out.update(tau=0.0, why=why)
+        else:
+            out["why"] = (
+                f"{alike} of {len(cases)} cases changed the same way on their own, and the machine's calibrations "
+                f"by x{moved:.3f}: kept as the runs' scatter"
+            )
     return out
 
 
@@ -623,10 +678,23 @@ def _bar(case: CaseDelta, scatter: dict[str, Any], alpha: float) -> float:
     return float(student.isf(alpha / (2 * scatter["cases"]), case.change_df))
 
 
+PRIOR_DF = 2  # the weight of the runs' common scatter against a case's own baseline runs (in runs - 1)
+
+
+def case_tau(case: CaseDelta, scatter: dict[str, Any]) -> float:
+    """The SD of this case's log change that the runs, not its processes, explain: the runs' common tau, or,
+    with several baseline runs, that moderated toward the case's own offsets between them (case_offsets).
+    NEW is one more run (its offset counts once) against the mean of k baseline runs (1 / k of one)."""
+    if case.run_var is None or not case.run_df:
+        return scatter["tau"]
+    own = (1 + 1 / max(case.base_runs, 1)) * case.run_var
+    return math.sqrt((PRIOR_DF * scatter["tau"] ** 2 + case.run_df * own) / (PRIOR_DF + case.run_df))
+
+
 def detectable(cases: list[CaseDelta], scatter: dict[str, Any], alpha: float) -> dict[str, float]:
     """The smallest change the bar lets through, over the cases: its median and lower quartile (fractions)."""
     need = [
-        math.exp(_bar(c, scatter, alpha) * math.hypot(c.change_se, scatter["tau"])) - 1
+        math.exp(_bar(c, scatter, alpha) * math.hypot(c.change_se, case_tau(c, scatter))) - 1
         for c in cases
         if c.change_se is not None
     ]
@@ -636,12 +704,14 @@ def detectable(cases: list[CaseDelta], scatter: dict[str, Any], alpha: float) ->
 def _within_scatter(case: CaseDelta, scatter: dict[str, Any], alpha: float) -> CaseDelta:
     if case.verdict == "unchanged" or case.change_se is None:
         return case
-    total = case.log_change / math.hypot(case.change_se, scatter["tau"])
+    tau = case_tau(case, scatter)
+    total = case.log_change / math.hypot(case.change_se, tau)
     bar = _bar(case, scatter, alpha)
     if abs(total) > bar:
         return case
+    whose = "the runs'" if case.run_var is None else f"its {case.base_runs} baseline runs' and the runs'"
     test = (
-        f"{case.test}; within the runs' scatter (t {abs(total):.1f} with the runs' {scatter['tau']:.1%}; "
+        f"{case.test}; within the runs' scatter (t {abs(total):.1f} with {whose} {tau:.1%}; "
         f"{'an' if case.verdict == 'improvement' else 'a'} {case.verdict} must exceed {bar:.1f})"
     )
     return replace(case, verdict="unchanged", test=test, within_scatter=True)
@@ -673,11 +743,15 @@ def _judge_in_range(
         low, high = span or (1.0, 1.0)
         span = (min(low, *local), max(high, *local))
     got = judge(base, new, metric, threshold, alpha)
-    if span is None or isinstance(got, str):
+    if isinstance(got, str):
+        return got
+    got = _with_offsets(got, base, metric.per_process or metric.column)
+    if span is None:
         return got
     times = got.ratio if metric.higher_is_worse else 1 / got.ratio
     factor = min(max(times, span[0]), span[1])
-    got = replace(judge(base, _scaled(new, factor), metric, threshold, alpha), machine_factor=factor)
+    scaled = judge(base, _scaled(new, factor), metric, threshold, alpha)
+    got = replace(scaled, machine_factor=factor, run_var=got.run_var, run_df=got.run_df)
     if local:
         got.test += (
             f"; its own processes' calibrations read new/base {' and '.join(f'{f:.3f}' for f in local)}"
@@ -701,7 +775,7 @@ def _judge_at_sentinel(
         f", {SENTINEL_TEST}, at base's sentinel speed (raw: {_fmt(raw.base, metric.name)} -> "
         f"{_fmt(raw.new, metric.name)}, ratio {raw.ratio:.3f}; the machine's speed accounted for x{times:.3f})"
     )
-    return replace(got, machine_factor=times)
+    return _with_offsets(replace(got, machine_factor=times), base, "latency_rel_process")
 
 
 def _fmt(value: float, metric: str) -> str:
@@ -750,7 +824,7 @@ def format_text(result: Comparison) -> str:
         lines.append(
             f"between runs: the {sc['cases']} cases' log changes scatter with a robust SD of {sc['spread']:.1%}, "
             f"their processes' noise {sc['noise']:.1%} (median): the runs add {sc['tau']:.1%} to each case"
-            + (f" ({sc['why']}: not counted)" if sc.get("why") else "")
+            + (f" ({sc['why']})" if sc.get("why") else "")
             + f"; a change must exceed the t bar at alpha / (2 x {sc['cases']} cases); {within} case(s) within "
             "the runs' scatter"
         )

@@ -372,6 +372,71 @@ def test_a_change_must_clear_the_scatter_of_the_comparison_s_cases(tmp_path, cap
     assert "fewer than 20, cannot show how the runs scatter" in capsys.readouterr().out
 
 
+def test_a_case_whose_baseline_runs_scatter_carries_its_own_between_run_noise(tmp_path):
+    from natbench.compare import case_offsets
+
+    rng = np.random.default_rng(11)
+    n = 40
+
+    def sweep(shift=None):  # every case within 2 % of its centre from run to run, but those named in shift
+        shift = shift or {}
+        return [
+            row(
+                f"c{i:02d}",
+                list(10 * np.exp(shift.get(i, 0.02 * rng.standard_normal()) + 0.03 * rng.standard_normal(5))),
+            )
+            for i in range(n)
+        ]
+
+    # c05 sat 15 % apart from one baseline run to the next; c09 never moved
+    runs = [write(tmp_path / f"b{k}", sweep({5: o, 9: 0.0})) for k, o in enumerate((-0.15, 0.15, 0.0))]
+    new = write(tmp_path / "new", sweep({5: 0.2, 9: np.log(1.4)}))
+    alone = {c.case_id: c for c in compare(runs[-1], new).cases}
+    assert alone["c05"].verdict == "regression" and alone["c05"].run_var is None
+    got = {c.case_id: c for c in compare(runs, new).cases}
+    assert got["c05"].base_runs == 3 and got["c05"].run_df == 2 and got["c05"].run_var > 0.015
+    assert got["c05"].verdict == "unchanged" and "its 3 baseline runs' and the runs'" in got["c05"].test
+    assert got["c09"].verdict == "regression" and got["c09"].run_var < 0.002  # a stable case still shows
+    # the offsets: the variance of the runs' mean logs less their processes' share of it
+    base = {"base_run_values": {"latency_process_ms": [[9.0, 11.0], [19.0, 21.0]]}}
+    means = [np.mean(np.log([9.0, 11.0])), np.mean(np.log([19.0, 21.0]))]
+    noise = np.mean([np.var(np.log(v), ddof=1) / 2 for v in ([9.0, 11.0], [19.0, 21.0])])
+    assert case_offsets(base, "latency_process_ms") == {
+        "var": pytest.approx(np.var(means, ddof=1) - noise),
+        "df": 1,
+    }
+    assert (
+        case_offsets({"base_run_values": {"latency_process_ms": [[10.0, 11.0]]}}, "latency_process_ms")
+        is None
+    )
+
+
+def test_a_shared_change_with_the_machine_s_calibrations_moved_is_the_machine_s(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 40
+
+    def sweep(factor, calib):  # half the cases slower by `factor`, every process's matmul reading at `calib`
+        return [
+            row(
+                f"c{i:02d}",
+                list(
+                    10
+                    * (factor if i % 2 else 1)
+                    * np.exp(0.03 * rng.standard_normal() + 0.02 * rng.standard_normal(5))
+                ),
+                calib_process_ms=list(calib * (1 + 0.01 * rng.standard_normal(5))),
+            )
+            for i in range(n)
+        ]
+
+    base = write(tmp_path / "base", sweep(1.0, 0.33))
+    quiet = compare(base, write(tmp_path / "quiet", sweep(1.12, 0.33)))
+    assert quiet.scatter["tau"] == 0 and "a shared change" in quiet.scatter["why"]
+    slow = compare(base, write(tmp_path / "slow", sweep(1.12, 0.33 * 1.15)))
+    assert slow.drift["significant"] and slow.scatter["tau"] > 0
+    assert "and the machine's calibrations by x1.1" in slow.scatter["why"]
+
+
 def test_no_calibration_values_no_drift_correction(tmp_path):
     base = write(tmp_path / "base", [row("a", noisy(10))])
     new = write(tmp_path / "new", [row("a", noisy(10))])

@@ -566,7 +566,7 @@ def compare(
             not_comparable.append(_reason(case_id, b, n, got))
         else:
             cases.append(got)
-    scatter = between_runs(cases, alpha, drift)
+    scatter = between_runs(cases, alpha, drift if m.name != "memory" else None)  # speed moves no bytes
     if scatter is not None and scatter["applied"]:
         scatter["detectable"] = detectable(cases, scatter, alpha)
         if per_case:
@@ -636,7 +636,8 @@ def between_runs(
     cases) with its Welch degrees of freedom: a comparison of unchanged code flags a case, either way, with
     probability about alpha. With more than SCATTER_MAX_ALIKE of the cases changed the same way on their own,
     they are a change (a kernel most cases share), not the runs' scatter, and would widen the bar that should
-    flag them: tau is then 0 and the bar only counts the cases; unless the machine's own calibration
+    flag them: tau is then 0 and the bar only counts the cases (and, with several baselines, each case's own
+    offsets: case_tau); unless the machine's own calibration
     workloads moved by MACHINE_MOVED or more too (`drift`, see machine_drift), which makes the machine the
     likelier cause: of 42 comparisons among 7 cpu-quick sweeps, 12 met a shared change, and in each the
     machine's matmul or DRAM-copy calibration had moved by 10-16 %. No bar with fewer than
@@ -666,7 +667,7 @@ def between_runs(
         else:
             out["why"] = (
                 f"{alike} of {len(cases)} cases changed the same way on their own, and the machine's calibrations "
-                f"by x{moved:.3f}: kept as the runs' scatter"
+                f"moved by x{moved:.3f}: kept as the runs' scatter"
             )
     return out
 
@@ -678,17 +679,22 @@ def _bar(case: CaseDelta, scatter: dict[str, Any], alpha: float) -> float:
     return float(student.isf(alpha / (2 * scatter["cases"]), case.change_df))
 
 
-PRIOR_DF = 2  # the weight of the runs' common scatter against a case's own baseline runs (in runs - 1)
+PRIOR_DF = (
+    2  # the weight of the runs' common scatter against a case's own baseline runs, in degrees of freedom
+)
 
 
 def case_tau(case: CaseDelta, scatter: dict[str, Any]) -> float:
     """The SD of this case's log change that the runs, not its processes, explain: the runs' common tau, or,
-    with several baseline runs, that moderated toward the case's own offsets between them (case_offsets).
-    NEW is one more run (its offset counts once) against the mean of k baseline runs (1 / k of one)."""
+    with several baseline runs, that moderated toward the case's own offsets between them (case_offsets):
+    NEW is one more run (its offset counts once) against the mean of k baseline runs (1 / k of one). Never
+    below the common tau: a few runs' offsets often read 0 (floored), and the bar's t quantile does not count
+    the uncertainty of a case's own variance."""
     if case.run_var is None or not case.run_df:
         return scatter["tau"]
     own = (1 + 1 / max(case.base_runs, 1)) * case.run_var
-    return math.sqrt((PRIOR_DF * scatter["tau"] ** 2 + case.run_df * own) / (PRIOR_DF + case.run_df))
+    moderated = math.sqrt((PRIOR_DF * scatter["tau"] ** 2 + case.run_df * own) / (PRIOR_DF + case.run_df))
+    return max(scatter["tau"], moderated)
 
 
 def detectable(cases: list[CaseDelta], scatter: dict[str, Any], alpha: float) -> dict[str, float]:
@@ -824,6 +830,11 @@ def format_text(result: Comparison) -> str:
         lines.append(
             f"between runs: the {sc['cases']} cases' log changes scatter with a robust SD of {sc['spread']:.1%}, "
             f"their processes' noise {sc['noise']:.1%} (median): the runs add {sc['tau']:.1%} to each case"
+            + (
+                ", more to a case whose baseline runs scatter more"
+                if any(c.run_var for c in result.cases)
+                else ""
+            )
             + (f" ({sc['why']})" if sc.get("why") else "")
             + f"; a change must exceed the t bar at alpha / (2 x {sc['cases']} cases); {within} case(s) within "
             "the runs' scatter"

@@ -415,26 +415,41 @@ def test_a_shared_change_with_the_machine_s_calibrations_moved_is_the_machine_s(
     rng = np.random.default_rng(5)
     n = 40
 
-    def sweep(factor, calib):  # half the cases slower by `factor`, every process's matmul reading at `calib`
-        return [
-            row(
-                f"c{i:02d}",
-                list(
-                    10
-                    * (factor if i % 2 else 1)
-                    * np.exp(0.03 * rng.standard_normal() + 0.02 * rng.standard_normal(5))
-                ),
-                calib_process_ms=list(calib * (1 + 0.01 * rng.standard_normal(5))),
+    def sweep(
+        factor, calib
+    ):  # half the cases slower by `factor` (time and memory), the matmul reading `calib`
+        rows = []
+        for i in range(n):
+            f = factor if i % 2 else 1.0
+            ms = 10 * f * np.exp(0.03 * rng.standard_normal() + 0.02 * rng.standard_normal(5))
+            mem = [1e6 * f] * 5
+            calib_ms = calib * (1 + 0.01 * rng.standard_normal(5))
+            rows.append(
+                row(
+                    f"c{i:02d}",
+                    list(ms),
+                    calib_process_ms=list(calib_ms),
+                    peak_mem_bytes=mem[0],
+                    peak_mem_process_bytes=mem,
+                )
             )
-            for i in range(n)
-        ]
+        return rows
 
     base = write(tmp_path / "base", sweep(1.0, 0.33))
-    quiet = compare(base, write(tmp_path / "quiet", sweep(1.12, 0.33)))
-    assert quiet.scatter["tau"] == 0 and "a shared change" in quiet.scatter["why"]
-    slow = compare(base, write(tmp_path / "slow", sweep(1.12, 0.33 * 1.15)))
-    assert slow.drift["significant"] and slow.scatter["tau"] > 0
-    assert "and the machine's calibrations by x1.1" in slow.scatter["why"]
+    quiet = write(tmp_path / "quiet", sweep(1.12, 0.33))
+    slow = write(tmp_path / "slow", sweep(1.12, 0.33 * 1.15))
+    # raw times (no calibration range): half the cases 12 % slower is a shared change while the machine held still
+    got = compare(base, quiet, normalize="off")
+    assert got.scatter["tau"] == 0 and "a shared change" in got.scatter["why"]
+    # ... and the machine's when its matmul read 15 % slower as well: the runs' scatter stays in the bar
+    got = compare(base, slow, normalize="off")
+    assert got.drift["significant"] and got.scatter["tau"] > 0.02
+    assert "and the machine's calibrations moved by x1.1" in got.scatter["why"]
+    # the machine's speed moves no bytes: a shared memory change stays one
+    got = compare(base, slow, metric="memory")
+    assert (
+        got.scatter["tau"] == 0 and "a shared change" in got.scatter["why"] and len(got.regressions) == n // 2
+    )
 
 
 def test_no_calibration_values_no_drift_correction(tmp_path):

@@ -629,19 +629,18 @@ def between_runs(
 
     One sweep's processes, spread over its minutes, still share that sweep, and 54 cases tested at one-sided
     alpha 0.05 flag about 3 by chance. A case's log change is its true change, plus the runs' offset for it
-    (SD tau, the same for every case; with several baselines see case_tau), plus its processes' noise (its standard error). tau is what the
-    cases' changes scatter beyond their standard errors: the robust SD of the changes (MAD about their median,
-    scipy.stats.median_abs_deviation) squared, less their median squared standard error. A regression or
-    improvement must then exceed, in units of sqrt(se^2 + tau^2), the Student t quantile at alpha / (2 x
-    cases) with its Welch degrees of freedom: a comparison of unchanged code flags a case, either way, with
-    probability about alpha. With more than SCATTER_MAX_ALIKE of the cases changed the same way on their own,
-    they are a change (a kernel most cases share), not the runs' scatter, and would widen the bar that should
-    flag them: tau is then 0 and the bar only counts the cases (and, with several baselines, each case's own
-    offsets: case_tau); unless the machine's own calibration
-    workloads moved by MACHINE_MOVED or more too (`drift`, see machine_drift), which makes the machine the
-    likelier cause: of 42 comparisons among 7 cpu-quick sweeps, 12 met a shared change, and in each the
-    machine's matmul or DRAM-copy calibration had moved by 10-16 %. No bar with fewer than
-    SCATTER_MIN_CASES."""
+    (SD tau, the same for every case; with several baselines see case_tau), plus its processes' noise (its
+    standard error). tau is what the cases' changes scatter beyond their standard errors: the robust SD of the
+    changes (MAD about their median, scipy.stats.median_abs_deviation) squared, less their median squared
+    standard error. A regression or improvement must then exceed, in units of sqrt(se^2 + tau^2), the Student t
+    quantile at alpha / (2 x cases) with its Welch degrees of freedom: a comparison of unchanged code flags a
+    case, either way, with probability about alpha. With more than SCATTER_MAX_ALIKE of the cases changed the
+    same way on their own, they are a change (a kernel most cases share), not the runs' scatter, and would widen
+    the bar that should flag them: tau is then 0 and the bar only counts the cases (and, with several
+    baselines, each case's own offsets: case_tau). Unless the machine's own calibration workloads moved by
+    MACHINE_MOVED or more too (`drift`, see machine_drift), which makes the machine the likelier cause: of 42
+    comparisons among 7 cpu-quick sweeps, 12 met a shared change, and in each the machine's matmul or DRAM-copy
+    calibration had moved by 10-16 %. No bar with fewer than SCATTER_MIN_CASES."""
     from scipy.stats import median_abs_deviation
 
     if len(cases) < 2:
@@ -679,9 +678,8 @@ def _bar(case: CaseDelta, scatter: dict[str, Any], alpha: float) -> float:
     return float(student.isf(alpha / (2 * scatter["cases"]), case.change_df))
 
 
-PRIOR_DF = (
-    2  # the weight of the runs' common scatter against a case's own baseline runs, in degrees of freedom
-)
+# the weight of the runs' common scatter against a case's own baseline runs, in degrees of freedom
+PRIOR_DF = 2
 
 
 def case_tau(case: CaseDelta, scatter: dict[str, Any]) -> float:

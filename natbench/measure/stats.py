@@ -61,9 +61,10 @@ def ratio_ci(ratios: Sequence[float], confidence: float = CONFIDENCE) -> tuple[f
 
     Not the bootstrap of the median used for latencies: with five processes that interval is their min..max,
     whose width rests on two values. A pair's rounds alternate, so a busy spell moves both members and mostly
-    cancels in their ratio, which a mean then need not guard against as a latency's median must. Over 8 cpu-quick runs (6 pairs, 336
-    run pairs) another run's centre fell inside this interval 80 % of the time (83 % is what a 95 % interval
-    gives), inside min..max 76 %; the widths were alike (median half-width 4.2 % and 4.4 %).
+    cancels in their ratio, which a mean then need not guard against as a latency's median must. Over 8
+    cpu-quick runs (6 pairs, 336 run pairs) another run's centre fell inside this interval 80 % of the time
+    (83 % is what a 95 % interval gives), inside min..max 76 %; the widths were alike (median half-width 4.2 %
+    and 4.4 %).
     """
     from scipy import stats
 

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="DIR",
         default=None,
-        help="results directory to judge (repeatable); with --run the sweep writes to the first",
+        help="results directory to judge (repeatable: directories holding the same cases are sweeps, judged one "
+        "by one and combined per claim); with --run the sweep writes to the first",
     )
     parser.add_argument(
         "--run",
@@ -188,6 +189,16 @@ def main(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"natbench claims: {exc}; pass an existing --results DIR or add --run", file=sys.stderr)
         return 2
+    from natbench.claims.replicates import sweeps
+
+    frames = sweeps(df)
+    if len(frames) > 1:
+        print(
+            f"natbench claims: {len(frames)} sweeps of the same cases ("
+            + " | ".join(", ".join(sorted(set(f["source"]))) for f in frames)
+            + "): each judged alone, each claim's values combined as replicates",
+            file=sys.stderr,
+        )
     verdicts = judge(df, claims)
     payload = [v.to_dict() for v in verdicts]
     if args.out:

@@ -208,6 +208,14 @@ def judge_claim(claim: Claim, results_df=None) -> list[Verdict]:
             )
             for (m, v, r), g in zip(judged, groups, strict=True)
         ]
+    return [verdict_of(claim, judged, how)]
+
+
+def verdict_of(
+    claim: Claim, judged: list[tuple[Measurement, str, str]], how: str, note: str = "", **kw
+) -> Verdict:
+    """The claim's verdict from its judged groups [(measurement, verdict, reason)], combined as its sentence
+    reads; `note` is added to the reason."""
     verdict, reason = combine(judged, how)
     if len(judged) == 1:
         m = judged[0][0]
@@ -215,21 +223,21 @@ def judge_claim(claim: Claim, results_df=None) -> list[Verdict]:
     else:
         measured, band = [m.value for m, _, _ in judged], None
         prov = " | ".join(m.provenance for m, _, _ in judged)
-    return [
-        _base(
-            claim,
-            verdict=verdict,
-            reason=reason,
-            measured=measured,
-            band=band,
-            provenance=prov,
-            groups=groups,
-        )
-    ]
+    return _base(
+        claim,
+        verdict=verdict,
+        reason=reason + note,
+        measured=measured,
+        band=band,
+        provenance=prov,
+        groups=[_group(*j) for j in judged],
+        **kw,
+    )
 
 
 def judge(results_df=None, claims: list[Claim] | None = None) -> list[Verdict]:
-    """Verdicts of `claims` (default: every shipped claim) on a results table (natbench.results.load)."""
+    """Verdicts of `claims` (default: every shipped claim) on a results table (natbench.results.load); a table
+    of several sweeps of the same cases is judged sweep by sweep and combined (natbench.claims.replicates)."""
     if claims is None:
         claims = load_claims()
     if results_df is not None:
@@ -238,6 +246,11 @@ def judge(results_df=None, claims: list[Claim] | None = None) -> list[Verdict]:
         missing = [c for c in COLUMNS if c not in results_df.columns]
         if missing:  # a hand-built table: absent columns read as null
             results_df = results_df.assign(**dict.fromkeys(missing))
+    from natbench.claims.replicates import judge_sweeps, sweeps
+
+    frames = sweeps(results_df)
+    if len(frames) > 1:  # several sweeps of the same cases: replicates, not one pool of rows
+        return judge_sweeps(frames, claims)
     out: list[Verdict] = []
     for claim in claims:
         out += judge_claim(claim, results_df)

@@ -90,7 +90,8 @@ def bench(session: nox.Session) -> None:
 def claims(session: nox.Session) -> None:
     """Judge the claims on a results dir (default out/cpu-quick; swept first when it has no results)."""
     results = Path(session.posargs[0] if session.posargs else DEFAULT_RESULTS)
-    run = [] if (results / "results.jsonl").is_file() else ["--run"]
+    has_rows = (results / "results.jsonl").is_file() or any((results / "rows").glob("*.jsonl"))
+    run = [] if has_rows else ["--run"]  # a directory with rows is judged as it is, never swept again
     session.run(
         PY,
         "-m",

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         metavar="DIR",
-        help="results directory: results.jsonl, env.json, claims.json and site/ go here "
+        help="results directory: rows/, envs/, processes/ (the sweep's), claims.json and site/ go here "
         "(an existing one is resumed: cases already in it are not run again)",
     )
     parser.add_argument(

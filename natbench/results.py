@@ -93,10 +93,14 @@ COLUMNS: dict[str, str] = {
     "latency_rel": "latency in sentinel calls: per process the median over blocks of (block / the sentinel "
     "block after it), then the median over processes. The machine's speed cancels: compare judges this",
     "latency_rel_process": "latency_rel of each process (list)",
+    "timed_faults": "minor page faults per timed call, median over processes (CPU; after warm-up a case's heap "
+    "reuses its pages, so this is ~0 unless it had not settled)",
+    "timed_faults_process": "timed_faults of each process (list)",
     "processes_run": "fresh processes the case ran: repeats, plus re-runs of processes slowed by the machine",
     "contended_processes": "processes whose matmul calibration or sentinel read over 10 % slower than the fastest on this "
-    "device in the sweep when the row was written (slowed by other work on the machine): re-run up to the "
-    "case's share; the row is made of the `repeats` least contended processes",
+    "device in the sweep when the row was written (slowed by other work on the machine), or whose timed calls "
+    "still faulted pages in (over 256 a call and 1 % of its time at 2 us each): re-run up to the case's share; "
+    "the row is made of the `repeats` least contended processes",
     "rerun_failures": "re-runs that failed (left out: the case's first `repeats` processes had succeeded)",
     "latency_dropped_process_ms": "per-process medians of the processes left out of the row (the most contended)",
     "load_before": "1-min load average just before the case's first process",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import re
 import subprocess
@@ -47,10 +46,7 @@ def test_suite_has_the_planned_benchmarks(suite):
     assert suite["asv_models.ModelInfo.track_macs"].unit == "MACs"
 
 
-def test_ci_selection_picks_cases_of_every_listed_class(suite):
-    spec = importlib.util.spec_from_file_location("natbench_noxfile", ROOT / "noxfile.py")
-    noxfile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(noxfile)
+def test_ci_selection_picks_cases_of_every_listed_class(suite, noxfile):
     # asv matches --bench against "name(param, ...)" with the params as repr strings
     names = [
         f"{n}({', '.join(p)})" if b.params else n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import textwrap
 import time
 
@@ -101,6 +102,21 @@ def test_the_sentinel_is_read_after_every_timed_block_and_cancels_the_machine_s_
     assert off.sentinel_ms is None and off.relative is None and off.method == "timeit:blocks"
     with pytest.raises(ValueError, match="one reading per sample"):
         Timing([1.0, 2.0], 1, "timeit:blocks+sentinel", [0.5])
+
+
+def test_timed_blocks_count_the_page_faults_of_their_calls():
+    def fresh_pages():  # a new 16 MiB mapping every call: every page faults in
+        buf = mmap.mmap(-1, 16 << 20)
+        view = np.frombuffer(buf, dtype=np.uint8)
+        view[::4096] = 1
+        del view
+        buf.close()
+
+    faulting = time_callable(fresh_pages, "cpu", TimerConfig(**FAST, sentinel=False))
+    assert faulting.faults_per_call >= 4096  # 16 MiB of 4 KiB pages
+    a = torch.randn(64, 64)
+    steady = time_callable(lambda: a @ a, "cpu", TimerConfig(**FAST, sentinel=False))
+    assert steady.faults_per_call < 1
 
 
 def test_warm_up_goes_on_while_calls_fault_pages_in(monkeypatch):

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from natbench.results import append_row
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class Session:
@@ -21,21 +16,13 @@ class Session:
         pass
 
 
-def noxfile():
-    spec = importlib.util.spec_from_file_location("natbench_noxfile_claims", ROOT / "noxfile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_claims_session_judges_a_directory_with_rows_and_sweeps_only_an_empty_one(tmp_path):
-    nox = noxfile()
+def test_claims_session_judges_a_directory_with_rows_and_sweeps_only_an_empty_one(tmp_path, noxfile):
     swept = tmp_path / "swept"
     append_row(swept, {"case_id": "a", "status": "ok"})
     session = Session([str(swept)])
-    nox.claims(session)
+    noxfile.claims(session)
     (args,) = session.calls
     assert "--run" not in args and str(swept) in args  # rows/*.jsonl: judged as it is, never swept into again
     session = Session([str(tmp_path / "empty")])
-    nox.claims(session)
+    noxfile.claims(session)
     assert "--run" in session.calls[0]

@@ -256,6 +256,19 @@ def test_rows_are_made_of_the_least_contended_processes():
     assert repeat.needs_rerun(procs, 5, ref) and not repeat.needs_rerun(procs, 4, ref)
 
 
+def test_a_process_whose_timed_calls_still_faulted_counts_as_contended():
+    # window attention 448x448 at ~110 ms a call: 12,549 faults in a call is ~25 ms at 2 us each (its heap still
+    # growing); 3 faults is steady; 300 faults in a 2 ms call (0.6 ms) is too
+    procs = [_process(0.33, 110.0) for _ in range(3)] + [_process(0.33, 2.0)]
+    for p, faults in zip(procs, (12_549, 3, None, 300)):
+        p["timed_faults"] = faults
+    ref = repeat.fastest(procs)
+    assert [repeat.contended(p, ref) for p in procs] == [True, False, False, True]
+    row = repeat.finish({"target": "na"}, procs[:3], repeats=2)
+    assert row["contended_processes"] == 1 and row["latency_process_ms"] == [110.0, 110.0]
+    assert row["timed_faults"] is None  # one process did not count them
+
+
 def test_run_repeated_reruns_a_slowed_process_once(monkeypatch):
     calibs = iter([0.33, 0.50, 0.33, 0.33, 0.33, 0.33])
     monkeypatch.setattr(repeat, "run_process", lambda *a, **k: _process(next(calibs)))

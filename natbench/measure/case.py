@@ -347,6 +347,7 @@ def _measure(spec: CaseSpec, config: TimerConfig, with_memory: bool = True) -> d
         "sentinel": sentinel_name() if timing.sentinel_ms else None,
         "sentinel_ms": timing.sentinel_median_ms,
         "latency_rel": timing.relative,
+        "timed_faults": timing.faults_per_call,
         "peak_mem_bytes": peak,
         "memory_method": memory.method if with_memory else None,
         "macs": macs,

@@ -130,8 +130,19 @@ def slowdown(process: dict[str, Any], reference: dict[str, float]) -> float:
     return max(ratios, default=1.0)
 
 
+def still_faulting(process: dict[str, Any]) -> bool:
+    """Whether the process's timed calls still faulted pages in (natbench.measure.timer.faulting): its heap had
+    not settled, and on a VM minute where faults are slow its calls ran several times slower."""
+    from natbench.measure.timer import faulting
+
+    faults, ms = process.get("timed_faults"), process.get("latency_ms")
+    return faults is not None and ms is not None and faulting(float(faults), float(ms) / 1e3)
+
+
 def contended(process: dict[str, Any], reference: dict[str, float]) -> bool:
-    return slowdown(process, reference) > 1 + CONTENDED
+    """Slowed by other work (a calibration read over CONTENDED slower than the fastest) or by its own page
+    faults (still_faulting): a process the runner runs again and leaves out of the row when it can."""
+    return slowdown(process, reference) > 1 + CONTENDED or still_faulting(process)
 
 
 def select(
@@ -253,6 +264,8 @@ def combine(rows: list[dict[str, Any]], load_before, load_after) -> dict[str, An
     known_bw = [c for c in calib_bw if c is not None]
     sentinel = [r.get("sentinel_ms") for r in ok]
     relative = [r.get("latency_rel") for r in ok]
+    faults = [r.get("timed_faults") for r in ok]
+    counted = all(f is not None for f in faults)
     with_sentinel = (
         all(v is not None for v in sentinel + relative) and len({r.get("sentinel") for r in ok}) == 1
     )
@@ -267,6 +280,8 @@ def combine(rows: list[dict[str, Any]], load_before, load_after) -> dict[str, An
         sentinel_process_ms=sentinel if with_sentinel else None,
         latency_rel=float(np.median(relative)) if with_sentinel else None,
         latency_rel_process=relative if with_sentinel else None,
+        timed_faults=float(np.median(faults)) if counted else None,
+        timed_faults_process=faults if counted else None,
         latency_ms=med,
         latency_ci_low_ms=low,
         latency_ci_high_ms=high,

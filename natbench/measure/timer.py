@@ -78,6 +78,7 @@ class Timing:
     calls_per_sample: int
     method: str
     sentinel_ms: list[float] | None = None  # ms per sentinel call in the block after each sample
+    faults_per_call: float | None = None  # minor page faults per timed call (CPU blocks; None: not counted)
     median_ms: float = field(init=False)
     iqr_ms: float = field(init=False)
     min_ms: float = field(init=False)
@@ -119,7 +120,17 @@ STEADY_FAULTS = 256  # page faults per call (1 MiB) that count as steady
 FAULT_SECONDS = 2e-6
 STEADY_SHARE = 0.01
 MAX_SETTLE_CALLS = 6
-MAX_SETTLE_SECONDS = 3.0
+# A fault costs far more on some minutes of a VM than on others (13 us each in a window 448x448 process here,
+# 25,097 faults in 427 ms; 1-2 us in the next): a 3 s bound then ended warm-up with the heap still growing, and
+# the timed calls faulted (the first window 448x448 process of 3 of 7 CI sweeps ran 3.9-4.7x slower than the
+# other four, its sentinel and DRAM copy normal). Settling is bounded by calls; this bound only stops a runaway.
+MAX_SETTLE_SECONDS = 15.0
+
+
+def faulting(faults: float, seconds_per_call: float) -> bool:
+    """Whether a call that faulted `faults` pages in was still growing its memory: more than STEADY_FAULTS
+    and, at FAULT_SECONDS each, over STEADY_SHARE of the call."""
+    return faults > STEADY_FAULTS and faults * FAULT_SECONDS > STEADY_SHARE * seconds_per_call
 
 
 def _minor_faults() -> int:
@@ -152,7 +163,7 @@ def warm_up(fn: Callable[[], object], device: torch.device, config: TimerConfig)
         per_call, last = now - last, now
         if cpu:
             faults = _minor_faults() - before
-            settling = faults > STEADY_FAULTS and faults * FAULT_SECONDS > STEADY_SHARE * per_call
+            settling = faulting(faults, per_call)
         calls += 1
     return per_call
 
@@ -265,9 +276,11 @@ def _time_cpu(fn: Callable[[], object], config: TimerConfig, per_call: float) ->
     number = calls_per_block(per_call, config.block_time)
     block = timeit.Timer(fn)  # the warm-up above is the only untimed work
     sentinel = _sentinel(number * per_call) if config.sentinel else None
-    times, readings, total = [], [], 0.0
+    times, readings, total, faults = [], [], 0.0, 0
     while total < config.min_run_time or len(times) < config.min_samples:
+        before = _minor_faults()
         seconds = block.timeit(number)
+        faults += _minor_faults() - before
         times.append(seconds / number)
         total += seconds
         if sentinel is not None:
@@ -275,7 +288,7 @@ def _time_cpu(fn: Callable[[], object], config: TimerConfig, per_call: float) ->
         if total >= config.max_run_time:
             break
     method = "timeit:blocks" + ("+sentinel" if sentinel else "")
-    return Timing([t * 1e3 for t in times], number, method, readings or None)
+    return Timing([t * 1e3 for t in times], number, method, readings or None, faults / (number * len(times)))
 
 
 # The sentinel block after each timed block: a share of the block's time, within bounds, so that a slow case

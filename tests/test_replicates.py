@@ -177,3 +177,23 @@ def test_a_scaling_fit_is_fitted_per_sweep_then_combined(tmp_path):
     # pooling both sweeps' processes per size would fit one line through two offsets with a narrow band
     assert 1.0 < v.measured < 1.1 and v.band[0] < 1.0 and v.band[1] > 1.1
     assert "over 2 sweeps" in v.provenance
+
+
+def test_readings_that_cannot_be_combined_keep_a_verdict_they_share():
+    from natbench.claims.judge import Verdict
+    from natbench.claims.replicates import combine_sweeps
+
+    c = claim("dinat.cpu.nat_tiny.throughput_k9_vs_k7")
+
+    def reading(value, verdict):  # a band with an open end (a throughput over a latency band reaching 0)
+        group = {"label": "g", "measured": value, "band": [value * 0.9, math.inf], "verdict": verdict}
+        group.update(reason="r", provenance="p", rows=["k9"], band_source="b")
+        v = Verdict(
+            c.id, verdict, "r", c.source, c.kind, c.statement, c.expected, c.tolerance, groups=[group]
+        )
+        return v
+
+    both = combine_sweeps(c, [("a", reading(0.80, PASS)), ("b", reading(0.81, PASS))])
+    assert both.verdict == PASS and "alike in 2 sweeps" in both.reason
+    apart = combine_sweeps(c, [("a", reading(0.80, PASS)), ("b", reading(0.95, "FAIL"))])
+    assert apart.verdict == "INCONCLUSIVE" and "disagree" in apart.reason

@@ -189,13 +189,13 @@ def main(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"natbench claims: {exc}; pass an existing --results DIR or add --run", file=sys.stderr)
         return 2
-    from natbench.claims.replicates import sweeps
+    from natbench.claims.replicates import sweep_name, sweeps
 
     frames = sweeps(df)
     if len(frames) > 1:
         print(
             f"natbench claims: {len(frames)} sweeps of the same cases ("
-            + " | ".join(", ".join(sorted(set(f["source"]))) for f in frames)
+            + " | ".join(sweep_name(f) for f in frames)
             + "): each judged alone, each claim's values combined as replicates",
             file=sys.stderr,
         )

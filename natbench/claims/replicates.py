@@ -1,12 +1,12 @@
 """Several sweeps of the same cases, judged as replicates: each sweep alone, then one verdict per claim.
 
-Results directories that hold the same case (case_id, machine, threads) are sweeps of it. Judged as one table
+Results directories that share at least half of their cases (case_id, machine, threads) are sweeps of them. Judged as one table
 their rows would mix: a ratio claim paired one sweep's numerator with another's denominator (four groups from
 two sweeps), and a scaling fit counted every sweep's processes as independent, although a sweep's processes
 share its minutes of the machine (between cpu-quick sweeps a paired ratio moved 4 % where each sweep's interval
 said +-2 %). So each sweep is judged alone and a claim's values from the sweeps are combined as a random-effects
-mean (natbench.measure.stats.replicate_ci), on a log scale for positive values. Directories with no case in
-common (a CPU sweep and an accuracy run) are one sweep's parts and are judged together, as before.
+mean (natbench.measure.stats.replicate_ci), on a log scale for positive values. Other directories (an
+accuracy run beside a CPU sweep, a directory re-running a few cases) are parts of every sweep, as before.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from natbench.claims.measure.outcome import Measurement
-
-Z95 = 1.959964  # a band is a 95 % interval: its half-width over Z95 is the sweep's standard error
+from natbench.measure.drift import Z95  # a band is a 95 % interval: half-width / Z95 is the standard error
 
 
 def _keys(frame) -> set[tuple]:
@@ -27,9 +26,8 @@ def _keys(frame) -> set[tuple]:
     return set(frame[cols].astype(str).itertuples(index=False, name=None))
 
 
-REPLICATE_OVERLAP = (
-    0.5  # directories are sweeps of each other when they share this share of the larger's cases
-)
+# directories are sweeps of each other when they share this share of the larger one's cases
+REPLICATE_OVERLAP = 0.5
 
 
 def _replicates(a: set, b: set) -> bool:
@@ -57,6 +55,10 @@ def sweeps(df) -> list[Any]:
         chosen = [g[0] if len(g) == 1 else g[i] for g in sets if len(g) == 1 or i < len(g)]
         frames.append(df[df["source"].isin(chosen)])
     return frames
+
+
+def sweep_name(frame) -> str:
+    return ", ".join(sorted(set(frame["source"])))
 
 
 def _scale(values: list[float], lows: list[float]):
@@ -152,22 +154,20 @@ def combine_sweeps(claim, readings: list[tuple[str, Any]]):
     results = []
     for label in labels:
         per_sweep = distinct([(name, g) for name, v in judged for g in v.groups if g["label"] == label])
-        g = per_sweep[0][1]
-        if len(per_sweep) == 1:  # one reading, however many frames saw it
-            band = g.get("band") or [g["measured"], g["measured"]]
-            m = Measurement(
-                label, g["measured"], band[0], band[1], g["provenance"], g["rows"], g["band_source"]
-            )
-            results.append((m, g["verdict"], g["reason"]))
-            continue
-        m = combine_group(label, per_sweep, exact)
+        m = combine_group(label, per_sweep, exact) if len(per_sweep) > 1 else None
         if m is not None:
             results.append((m, *decide(claim.expected, claim.tolerance, m.value, m.low, m.high)))
             continue
+        g = per_sweep[0][1]  # one reading however many frames saw it, or readings that cannot be combined
         band = g.get("band") or [g["measured"], g["measured"]]
         m = Measurement(label, g["measured"], band[0], band[1], g["provenance"], g["rows"], g["band_source"])
-        alike = "; ".join(f"{name}: {x['verdict']} ({x['measured']})" for name, x in per_sweep)
-        results.append((m, INCONCLUSIVE, f"the sweeps disagree and cannot be combined: {alike}"))
+        seen = {x["verdict"] for _, x in per_sweep}
+        if len(seen) == 1:
+            alike = "" if len(per_sweep) == 1 else f" (alike in {len(per_sweep)} sweeps)"
+            results.append((m, g["verdict"], g["reason"] + alike))
+        else:
+            each = "; ".join(f"{name}: {x['verdict']} ({x['measured']})" for name, x in per_sweep)
+            results.append((m, INCONCLUSIVE, f"the sweeps disagree and cannot be combined: {each}"))
     note = f" (judged in {len(judged)} of {len(readings)} sweeps)" if len(judged) < len(readings) else ""
     return verdict_of(claim, results, claim.measure.get("aggregate", "each"), note, id=judged[0][1].id)
 
@@ -176,7 +176,7 @@ def judge_sweeps(frames: list[Any], claims) -> list[Any]:
     """Each claim judged in every sweep's frame, then one verdict per verdict id (combine_sweeps)."""
     from natbench.claims.judge import judge_claim
 
-    names = [", ".join(sorted(set(f["source"]))) for f in frames]
+    names = [sweep_name(f) for f in frames]
     out = []
     for claim in claims:
         by_id: dict[str, list] = defaultdict(list)

@@ -96,6 +96,8 @@ COLUMNS: dict[str, str] = {
     "timed_faults": "minor page faults per timed call, median over processes (CPU; after warm-up a case's heap "
     "reuses its pages, so this is ~0 unless it had not settled)",
     "timed_faults_process": "timed_faults of each process (list)",
+    "heap_reserve_bytes": "heap pre-faulted by warm-up after a first call that faulted (CPU case processes; "
+    "natbench.measure.memory.reserve_heap), median over processes",
     "processes_run": "fresh processes the case ran: repeats, plus re-runs of processes slowed by the machine",
     "contended_processes": "processes whose matmul calibration or sentinel read over 10 % slower than the fastest on this "
     "device in the sweep when the row was written (slowed by other work on the machine), or whose timed calls "

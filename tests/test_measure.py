@@ -158,6 +158,65 @@ def test_warm_up_counts_faults_that_cost_little_of_a_call_as_steady(monkeypatch)
     assert len(calls) == 1 + timer.MAX_SETTLE_CALLS  # most of a quick call: it settles
 
 
+HEAP_PROBE = textwrap.dedent(
+    """
+    import ctypes, resource, sys
+    from natbench.measure import memory
+    fixed = sys.argv[1] == "fixed"
+    if fixed:
+        assert memory.fix_malloc_thresholds()
+    reserved = memory.reserve_heap(int(sys.argv[2]))
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = libc.malloc(32 << 20)
+    ctypes.memset(block, 1, 32 << 20)  # 8192 pages, past the heap's top
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    print(reserved, faults, memory.process_settings()["heap_reserve_bytes"])
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "mode, ask, reserved, faulted",
+    [("fixed", 64 << 20, 64 << 20, False), ("fixed", 0, 0, True), ("plain", 64 << 20, 0, True)],
+)
+def test_a_reserved_heap_is_resident_when_a_later_block_lands_on_it(mode, ask, reserved, faulted):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", HEAP_PROBE, mode, str(ask)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    got, faults, settings = (int(x) for x in out.stdout.split())
+    assert got == reserved == settings  # not without the never-trim heap: a trimming free would give it back
+    assert (faults >= 8000) == faulted, faults
+
+
+def test_warm_up_reserves_heap_after_a_first_call_that_grew_it(monkeypatch):
+    from natbench.measure import timer
+
+    heap, faults, asked, calls = [100 << 20], [0], [], []
+
+    def first_call_grows():  # 16 MiB of new heap in call 1, resident pages after
+        calls.append(1)
+        if len(calls) == 1:
+            heap[0] += 16 << 20
+            faults[0] += (16 << 20) // 4096
+
+    monkeypatch.setattr(timer, "_minor_faults", lambda: faults[0])
+    monkeypatch.setattr(timer, "heap_bytes", lambda: heap[0])
+    monkeypatch.setattr(timer, "reserve_heap", asked.append)
+    config = TimerConfig(warmup=0.0, min_warmup_calls=1)
+    timer.warm_up(first_call_grows, torch.device("cpu"), config)
+    assert asked == [timer.HEAP_RESERVE_FACTOR * (16 << 20)] and len(calls) == 2
+    asked.clear()
+    a = torch.randn(64, 64)
+    timer.warm_up(lambda: a @ a, torch.device("cpu"), config)
+    assert asked == []  # a first call that faulted nothing reserves nothing
+
+
 @pytest.mark.parametrize(
     "target, extra, kernel",
     [

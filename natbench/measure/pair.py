@@ -156,7 +156,7 @@ def measure_pair(numerator: dict, denominator: dict, timing: dict | None = None)
 def pair_row(pair: PairSpec, processes: list[dict[str, Any]]) -> dict[str, Any]:
     """The kind="pair" row from its processes' results (measure_pair's dicts, in order); the first that
     failed makes the row fail and says which."""
-    from natbench.measure.stats import ratio_ci
+    from natbench.measure.stats import median_known, ratio_ci
 
     row = _pair_row(pair)
     ok = [r for r in processes if r.get("status") == "ok"]
@@ -188,6 +188,7 @@ def pair_row(pair: PairSpec, processes: list[dict[str, Any]]) -> dict[str, Any]:
         device_name=last["device_name"],
         affinity=last["affinity"],
         allocator=last["allocator"],
+        heap_reserve_bytes=median_known([r.get("heap_reserve_bytes") for r in ok]),
         timer=f"interleaved rounds of {PAIR_BLOCK_S * 1e3:g} ms blocks, order alternated",
     )
     return row

@@ -22,6 +22,7 @@ import numpy as np
 
 from natbench.measure.drift import DriftProfile, widen
 from natbench.measure.pair import PAIR_BLOCK_S, PAIR_MIN_ROUNDS, PairSpec, measure_pair, pair_row
+from natbench.measure.stats import median_known
 
 DEFAULT_REPEATS = 5  # with 3 the interval is min..max of three: it holds another run's median ~56 %
 
@@ -282,6 +283,7 @@ def combine(rows: list[dict[str, Any]], load_before, load_after) -> dict[str, An
         latency_rel_process=relative if with_sentinel else None,
         timed_faults=float(np.median(faults)) if counted else None,
         timed_faults_process=faults if counted else None,
+        heap_reserve_bytes=median_known([r.get("heap_reserve_bytes") for r in ok]),
         latency_ms=med,
         latency_ci_low_ms=low,
         latency_ci_high_ms=high,

@@ -25,6 +25,12 @@ def _values(values) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
+def median_known(values: Sequence[float | None]) -> float | None:
+    """The median of the values that are not None (None when there is none)."""
+    known = [float(v) for v in values if v is not None]
+    return float(np.median(known)) if known else None
+
+
 def _bootstrap(data: tuple[np.ndarray, ...], statistic, confidence: float) -> tuple[float, float]:
     from scipy import stats
 

@@ -203,12 +203,12 @@ def fix_malloc_thresholds() -> bool:
 
 # Never trimming does not settle every heap: glibc's tcache keeps small freed chunks between the big free
 # blocks, so some calls find no free block large enough and grow the heap into fresh pages, in bursts, for
-# ~20 calls (reference NA 70x70, 1 thread: 54-60k faults in call 1, then 15-45k in 7 of the next 15 calls,
-# 720 MiB in all, each such call 1.5-2x slower). Warm-up therefore pre-faults headroom once: after the first
+# ~20 calls (reference NA 70x70, 1 thread: 49-60k faults in call 1, then 15-45k in 6 of the next 15 calls,
+# 720 MiB in all, each such call 1.5-2.8x slower). Warm-up therefore pre-faults headroom once: after the first
 # call it allocates HEAP_RESERVE_FACTOR times the heap that call grew, touches it and frees it to the top of
 # the heap, where later growth lands on resident pages. Two cpu-quick sweeps against one without: processes
 # whose timed calls faulted over 256 pages a call 8 (2x) and 4 (4x) against 35; the cases' own time 241 s and
-# 274 s against 252 s (fewer re-runs; pre-faulting costs ~2-9 us a page); window attention 224x224 read
+# 274 s against 252 s (pre-faulting costs ~2-9 us a page); window attention 224x224 read
 # 36-41 ms in every process against 41-68 ms. Capped below the trim threshold, or the free would trim it.
 HEAP_RESERVE_FACTOR = 2
 HEAP_RESERVE_MAX = 2**30  # 1 GiB: under the 2 GiB trim threshold with room for the free top already there

@@ -8,7 +8,8 @@ per-process values existed fall back to their within-run samples (latency), or t
 the line says so. Exit codes: 0 no regression, 1 regression(s), 2 bad input or no case comparable.
 
 Between runs (between_runs): with 20 or more cases, a change must also clear a bar set by the runs' own scatter
-and the number of cases, so that unchanged code flags a case with probability about alpha; the header says the
+and the number of cases, so that unchanged code flags a case with probability about alpha (with 2-19 cases, by
+the number of cases alone); the header says the
 smallest change of one case that then shows. `--per-case` judges each case on its own test instead.
 
 Several baselines (`natbench compare MON TUE WED TODAY`, oldest first): each case's baseline pools the

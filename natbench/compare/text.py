@@ -45,7 +45,13 @@ def format_text(result: Comparison) -> str:
                 "they moved (the case's line names them)"
             )
     sc = result.scatter
-    if sc is not None and sc["applied"]:
+    if sc is not None and sc["applied"] and sc.get("spread") is None:
+        within = sum(c.within_scatter for c in result.cases)
+        lines.append(
+            f"between runs: {sc['why']}; a change must exceed the t bar at alpha / (2 x {sc['cases']} cases); "
+            f"{within} case(s) within it"
+        )
+    elif sc is not None and sc["applied"]:
         within = sum(c.within_scatter for c in result.cases)
         lines.append(
             f"between runs: the {sc['cases']} cases' log changes scatter with a robust SD of {sc['spread']:.1%}, "

@@ -246,9 +246,9 @@ def heap_bytes() -> int | None:
 
 
 def reserve_heap(nbytes: int) -> int:
-    """Pre-fault up to `nbytes` (at most HEAP_RESERVE_MAX) of free heap in this process; returns the bytes
-    touched: 0 unless fix_malloc_thresholds() holds (a trimming heap would give them back) or when even a
-    smaller block cannot be had (address-space limit)."""
+    """Pre-fault up to `nbytes` (at most HEAP_RESERVE_MAX; halved while malloc refuses, e.g. at the
+    address-space limit) of free heap in this process; returns the bytes touched: 0 where
+    fix_malloc_thresholds() has not run (a trimming heap would give them back) or not even a page was had."""
     global _reserved
     nbytes = min(int(nbytes), HEAP_RESERVE_MAX)
     if not _fixed_thresholds or nbytes < PAGE_BYTES:

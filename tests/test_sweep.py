@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -278,6 +279,21 @@ def test_smoke_preset_end_to_end_cli(tmp_path):
     assert frame["fingerprint"].nunique() == 1 and frame["host"].notna().all()
     assert len(__import__("pandas").read_csv(out / "results.csv")) == len(specs)
     assert "100%" in done.stderr or "6/6" in done.stderr  # the progress bar ran
+
+
+def test_run_prints_the_heap_reserved_and_the_timed_faults():
+    from natbench.measure.cli import format_row
+
+    text = format_row(
+        {
+            "case_id": "c",
+            "latency_ms": 2.0,
+            "timed_faults_process": [0.5, 12544.0],
+            "heap_reserve_bytes": 64 << 20,
+        }
+    )
+    assert re.search(r"heap_reserve_bytes +64.0 MiB", text)
+    assert re.search(r"timed_faults_process +\[0.5, 1.254e\+04\]", text)
 
 
 def test_run_command_prints_one_json_row(capsys):

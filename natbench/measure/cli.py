@@ -163,6 +163,8 @@ def format_row(row: dict) -> str:
         "latency_min_ms",
         "calls_per_sample",
         "timer",
+        "timed_faults_process",
+        "heap_reserve_bytes",
         "peak_mem_bytes",
         "peak_mem_ci_low_bytes",
         "peak_mem_ci_high_bytes",
@@ -185,7 +187,7 @@ def format_row(row: dict) -> str:
         value = row.get(key)
         if value is None:
             continue
-        if key.startswith("peak_mem"):
+        if key.startswith("peak_mem") or key == "heap_reserve_bytes":
             value = f"{value / 2**20:.1f} MiB"
         elif isinstance(value, list):
             value = "[" + ", ".join(f"{v:.4g}" for v in value) + "]"

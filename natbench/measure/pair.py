@@ -171,7 +171,7 @@ def pair_row(pair: PairSpec, processes: list[dict[str, Any]]) -> dict[str, Any]:
     ratio, low, high = ratio_ci(per_process)
     last = ok[-1]
     calib = [r.get("calib_ms") for r in ok]
-    known = [c for c in calib if c is not None]
+    calib_ms = median_known(calib)
     row.update(
         status="ok",
         repeats=len(ok),
@@ -182,8 +182,8 @@ def pair_row(pair: PairSpec, processes: list[dict[str, Any]]) -> dict[str, Any]:
         # members' medians in these processes (their own rows come from their own processes)
         numerator_process_ms=[float(np.median(r["a_ms"])) for r in ok],
         denominator_process_ms=[float(np.median(r["b_ms"])) for r in ok],
-        calib_process_ms=calib if known else None,
-        calib_ms=float(np.median(known)) if known else None,
+        calib_process_ms=calib if calib_ms is not None else None,
+        calib_ms=calib_ms,
         threads=last["threads"],
         device_name=last["device_name"],
         affinity=last["affinity"],

@@ -260,9 +260,8 @@ def combine(rows: list[dict[str, Any]], load_before, load_after) -> dict[str, An
     med, low, high = median_ci(medians)
     pooled = np.asarray([s for r in ok for s in r.get("latency_samples_ms") or []], dtype=np.float64)
     calib = [r.get("calib_ms") for r in ok]
-    known = [c for c in calib if c is not None]
     calib_bw = [r.get("calib_bw_ms") for r in ok]
-    known_bw = [c for c in calib_bw if c is not None]
+    calib_ms, calib_bw_ms = median_known(calib), median_known(calib_bw)
     sentinel = [r.get("sentinel_ms") for r in ok]
     relative = [r.get("latency_rel") for r in ok]
     faults = [r.get("timed_faults") for r in ok]
@@ -272,10 +271,10 @@ def combine(rows: list[dict[str, Any]], load_before, load_after) -> dict[str, An
     )
     row.update(
         repeats=len(ok),
-        calib_ms=float(np.median(known)) if known else None,
-        calib_process_ms=calib if known else None,
-        calib_bw_ms=float(np.median(known_bw)) if known_bw else None,
-        calib_bw_process_ms=calib_bw if known_bw else None,
+        calib_ms=calib_ms,
+        calib_process_ms=calib if calib_ms is not None else None,
+        calib_bw_ms=calib_bw_ms,
+        calib_bw_process_ms=calib_bw if calib_bw_ms is not None else None,
         sentinel=ok[0].get("sentinel") if with_sentinel else None,
         sentinel_ms=float(np.median(sentinel)) if with_sentinel else None,
         sentinel_process_ms=sentinel if with_sentinel else None,

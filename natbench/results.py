@@ -105,6 +105,7 @@ COLUMNS: dict[str, str] = {
     "the row is made of the `repeats` least contended processes",
     "rerun_failures": "re-runs that failed (left out: the case's first `repeats` processes had succeeded)",
     "latency_dropped_process_ms": "per-process medians of the processes left out of the row (the most contended)",
+    "ratio_dropped_process": "pair rows: the ratios of the processes left out of the row (the most contended; list)",
     "load_before": "1-min load average just before the case's first process",
     "load_after": "1-min load average just after the case's last process",
     "busy": "the load average before or after one of the case's processes was above the CPUs it may use: "

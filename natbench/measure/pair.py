@@ -3,6 +3,11 @@
 A pair runs A and B in the same R fresh processes, in alternating rounds A B, B A, ...; each round gives one
 A/B ratio, each process the median of its rounds, and the pair row the geometric mean of the processes'
 ratios with its Student t interval (natbench.measure.stats.ratio_ci).
+
+A ratio does not cancel every slowdown: on a busy machine memory-bound Swin layers slowed more than NA layers
+(NA / Swin 0.75-0.80 in processes whose calibration read 10-26 % slow, 0.83-0.87 in quiet ones). So a pair's
+processes read the calibration matmul before and after their rounds and a sentinel block after each round
+(CPU), as a case's do, and the sweep re-runs and leaves out the contended ones (natbench.measure.repeat).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ PAIR_MIN_ROUNDS_SLOW = 4  # when both members' calls take over SWITCH_CALL_BELOW
 # the caches cold); a longer call (a model forward) refills them in a fraction of a percent of its time, and
 # an untimed call would double the pair's cost.
 SWITCH_CALL_BELOW_S = 0.02
+PAIR_SENTINEL_S = 0.004  # the sentinel block after each round (~12 matmuls): +2-12 % of a round
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,15 @@ def measure_pair(numerator: dict, denominator: dict, timing: dict | None = None)
 
     from natbench.measure.case import Unsupported, _device_name, is_oom, prepare
     from natbench.measure.memory import process_settings
-    from natbench.measure.timer import TimerConfig, gc_disabled, prime_runtime, warm_up
+    from natbench.measure.timer import (
+        CHECK_SECONDS,
+        TimerConfig,
+        calibration_timer,
+        gc_disabled,
+        prime_runtime,
+        slower,
+        warm_up,
+    )
 
     config = TimerConfig.from_dict(timing)
     cuda = torch.cuda.is_available()
@@ -122,7 +136,10 @@ def measure_pair(numerator: dict, denominator: dict, timing: dict | None = None)
                 n = {k: max(1, round(PAIR_BLOCK_S / v)) for k, v in per_call.items()}
                 untimed = {k: v < SWITCH_CALL_BELOW_S for k, v in per_call.items()}
                 min_rounds = PAIR_MIN_ROUNDS if any(untimed.values()) else PAIR_MIN_ROUNDS_SLOW
-                a_ms, b_ms = [], []
+                sentinel = (
+                    calibration_timer(PAIR_SENTINEL_S) if config.sentinel and device.type == "cpu" else None
+                )
+                a_ms, b_ms, readings = [], [], []
                 start = time.perf_counter()
                 while True:
                     elapsed = time.perf_counter() - start
@@ -136,6 +153,9 @@ def measure_pair(numerator: dict, denominator: dict, timing: dict | None = None)
                     got = {k: _block(p.fn, n[k], device, untimed[k]) for k, p in order}
                     a_ms.append(got["a"])
                     b_ms.append(got["b"])
+                    if sentinel is not None:
+                        readings.append(sentinel[0].timeit(sentinel[1]) / sentinel[1] * 1e3)
+            calib = slower(calib, prime_runtime(device, CHECK_SECONDS))
     except Unsupported as exc:
         return {"status": "unsupported", "error": str(exc)}
     except Exception as exc:  # the pair's failure becomes its row
@@ -147,6 +167,7 @@ def measure_pair(numerator: dict, denominator: dict, timing: dict | None = None)
         "b_ms": b_ms,
         "ratios": ratios,
         "calib_ms": calib,
+        "sentinel_ms": float(np.median(readings)) if readings else None,
         "threads": torch.get_num_threads(),
         "device_name": _device_name(device),
         **process_settings(),

@@ -6,7 +6,7 @@ median per process (`latency_process_ms`), their median with a 95 % bootstrap in
 (natbench.measure.stats), so the noise between processes and minutes is in the interval. `run_repeated` runs
 a case's R processes one after the other (spread over `span` seconds if asked), then re-runs the ones the
 machine slowed; a sweep (natbench.sweep.runner) runs them round-robin over its cases, so that each case's
-processes span the sweep's minutes. Pairs (natbench.measure.pair) go the same way, without re-runs.
+processes span the sweep's minutes. Pairs (natbench.measure.pair) go the same way.
 The interval is conditional on that selection: processes left out are kept in `latency_dropped_process_ms`.
 """
 
@@ -179,26 +179,16 @@ def finish(
 ) -> dict[str, Any]:
     """The row of a case (or pair) from its processes' results, in the order they ran.
 
-    A case's row is made of the `repeats` least contended processes (all when repeats is None), judged
-    against `reference` (the fastest readings of the sweep's case processes on this device; default: these
-    processes' own).
-    Pairs use every process: their ratio cancels the machine's speed. `drift` (natbench noise's profile)
-    widens the latency interval of a case whose processes spanned less time than the profile's rounds."""
+    The row is made of the `repeats` least contended processes (all when repeats is None), judged against
+    `reference` (the fastest readings of the sweep's case processes on this device; default: these
+    processes' own); a pair's from the same selection (its ratio does not cancel every slowdown).
+    `drift` (natbench noise's profile) widens the latency interval of a case whose processes spanned less
+    time than the profile's rounds."""
     loads = [r.get("load_before") for r in processes] + [r.get("load_after") for r in processes]
     loads = [v for v in loads if v is not None]
     first = processes[0].get("load_before") if processes else None
     last = processes[-1].get("load_after") if processes else None
     peak_load = max(loads) if loads else None
-    if spec.get("kind") == "pair":
-        row = pair_row(PairSpec.from_dict(spec), processes)
-        row.update(
-            load_before=first,
-            load_after=last,
-            busy=is_busy(peak_load, None),
-            duration_s=round(sum(r.get("duration_s") or 0 for r in processes), 3),
-            timestamp=_now(),
-        )
-        return row
     run = processes
     if repeats and len(processes) > repeats and all(r.get("status") == "ok" for r in processes[:repeats]):
         # a re-run that failed does not undo the R good processes before it: it is left out and counted
@@ -206,17 +196,30 @@ def finish(
     reference = reference if reference is not None else fastest(processes)
     failed = any(r.get("status") != "ok" for r in processes)
     used = processes if failed else select(processes, repeats or len(processes), reference)
+    dropped = [r for r in processes if not any(r is u for u in used)]
+    accounting = {
+        "busy": is_busy(peak_load, None),
+        "duration_s": round(sum(r.get("duration_s") or 0 for r in run), 3),
+        "processes_run": len(run),
+        "rerun_failures": len(run) - len(processes),
+        "contended_processes": sum(contended(r, reference) for r in processes if r.get("status") == "ok"),
+    }
+    if spec.get("kind") == "pair":
+        row = pair_row(PairSpec.from_dict(spec), used)
+        row.update(
+            load_before=first,
+            load_after=last,
+            timestamp=_now(),
+            ratio_dropped_process=[float(np.median(r["ratios"])) for r in dropped if r.get("ratios")],
+            **accounting,
+        )
+        return row
     row = combine(
         [{k: v for k, v in r.items() if k not in ("load_before", "load_after", "started_at")} for r in used],
         first,
         last,
     )
-    row["busy"] = is_busy(peak_load, None)
-    row["duration_s"] = round(sum(r.get("duration_s") or 0 for r in run), 3)
-    row["processes_run"] = len(run)
-    row["rerun_failures"] = len(run) - len(processes)
-    row["contended_processes"] = sum(contended(r, reference) for r in processes if r.get("status") == "ok")
-    dropped = [r for r in processes if not any(r is u for u in used)]
+    row.update(accounting)
     row["latency_dropped_process_ms"] = [
         float(r["latency_ms"]) for r in dropped if r.get("latency_ms") is not None
     ]
@@ -324,7 +327,7 @@ def run_repeated(
 
     `timeout` applies to each process. The first process that fails (error, oom, timeout, unsupported)
     ends the case: its row says so. Up to `reruns` more processes (default: 40 % of repeats) run while fewer
-    than `repeats` are uncontended (not pairs); the row is made of the least contended `repeats`. A re-run
+    than `repeats` are uncontended; the row is made of the least contended `repeats`. A re-run
     that fails ends the re-runs and is left out (`rerun_failures`).
     span: seconds over which the processes' starts are spread (the machine idles between them), so that the
     interval holds the machine's drift over that time, as a sweep's round-robin passes do; 0: back to back.
@@ -333,8 +336,6 @@ def run_repeated(
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     reruns = rerun_budget(repeats) if reruns is None else reruns
-    if spec.get("kind") == "pair":
-        reruns = 0
     if not 0 <= span < float("inf"):
         raise ValueError(f"span must be >= 0 seconds and finite, got {span}")
     processes = []

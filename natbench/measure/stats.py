@@ -31,13 +31,16 @@ def median_known(values: Sequence[float | None]) -> float | None:
     return float(np.median(known)) if known else None
 
 
-def _bootstrap(data: tuple[np.ndarray, ...], statistic, confidence: float) -> tuple[float, float]:
+def _bootstrap(
+    data: tuple[np.ndarray, ...], statistic, confidence: float, vectorized: bool = False
+) -> tuple[float, float]:
+    """vectorized: `statistic(*samples, axis=-1)` takes the resamples along a leading axis at once."""
     from scipy import stats
 
     res = stats.bootstrap(
         data,
         statistic,
-        vectorized=False,
+        vectorized=vectorized,
         paired=False,
         n_resamples=N_RESAMPLES,
         confidence_level=confidence,
@@ -108,6 +111,13 @@ def _slope(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+def _median_slopes(lx: np.ndarray, *samples: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Least-squares slopes of the samples' medians against lx, for every resample at once."""
+    centre = np.stack([np.median(s, axis=axis) for s in samples], axis=-1)  # (..., sizes)
+    dx = lx - lx.mean()
+    return ((centre - centre.mean(axis=-1, keepdims=True)) * dx).sum(axis=-1) / (dx * dx).sum()
+
+
 def fit_power_law(
     x,
     y,
@@ -163,7 +173,7 @@ def fit_power_law(
         # sizes with one process keep their value in every resample
         data = tuple(s if len(s) >= 2 else np.repeat(s, 2) for s in samples)
         low, high = _bootstrap(
-            data, lambda *ss: _slope(lx, np.asarray([np.median(v) for v in ss]))[0], confidence
+            data, lambda *ss, axis=-1: _median_slopes(lx, *ss, axis=axis), confidence, vectorized=True
         )
         method = "bootstrap over processes"
     else:

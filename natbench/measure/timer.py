@@ -313,10 +313,14 @@ def sentinel_name() -> str:
 
 def _sentinel(block_seconds: float) -> tuple[timeit.Timer, int]:
     """(timer, calls per block) of the calibration matmul, sized for a timed block of `block_seconds`."""
+    return calibration_timer(min(max(SENTINEL_SHARE * block_seconds, SENTINEL_MIN_S), SENTINEL_MAX_S))
+
+
+def calibration_timer(seconds: float) -> tuple[timeit.Timer, int]:
+    """(timer, calls) of the CPU calibration matmul for a block of about `seconds`."""
     timer = timeit.Timer(_calibration_call(torch.device("cpu")))
     per_call = min(timer.repeat(repeat=3, number=1))
-    target = min(max(SENTINEL_SHARE * block_seconds, SENTINEL_MIN_S), SENTINEL_MAX_S)
-    return timer, calls_per_block(per_call, target)
+    return timer, calls_per_block(per_call, seconds)
 
 
 def calls_per_block(per_call: float, block_time: float) -> int:

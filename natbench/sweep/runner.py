@@ -189,7 +189,8 @@ def run_sweep(
     kinds = {s.case_id: (s.kind, s.device) for s in todo}
 
     def reference(device: str) -> dict:
-        """The fastest calibration readings of this device's case processes so far (not pairs': read once)."""
+        """The fastest calibration readings of this device's case processes so far (pairs are judged against
+        them, as cases are, but do not set them: their sentinel blocks are shorter)."""
         return fastest(
             [
                 p
@@ -221,7 +222,7 @@ def run_sweep(
         def settled(spec) -> bool:
             # no re-run wanted, or none left: each case may run up to its share of R more processes
             got = processes[spec.case_id]
-            if spec.kind == "pair" or len(got) >= most or (got and got[-1].get("status") != "ok"):
+            if len(got) >= most or (got and got[-1].get("status") != "ok"):
                 return True
             return not needs_rerun(got, repeats, reference(spec.device))
 

@@ -4,8 +4,8 @@ A pair runs A and B in the same R fresh processes, in alternating rounds A B, B 
 A/B ratio, each process the median of its rounds, and the pair row the geometric mean of the processes'
 ratios with its Student t interval (natbench.measure.stats.ratio_ci).
 
-A ratio does not cancel every slowdown: on a busy machine memory-bound Swin layers slowed more than NA layers
-(NA / Swin 0.75-0.80 in processes whose calibration read 10-26 % slow, 0.83-0.87 in quiet ones). So a pair's
+A ratio does not cancel every slowdown: over 10 cpu-quick sweeps the pair processes whose calibration read
+slow lay 2-3x further from their row's ratio than the others (log SD 8-12 % against 3.5 %). So a pair's
 processes read the calibration matmul before and after their rounds and a sentinel block after each round
 (CPU), as a case's do, and the sweep re-runs and leaves out the contended ones (natbench.measure.repeat).
 """

@@ -194,6 +194,27 @@ def test_a_reserved_heap_is_resident_when_a_later_block_lands_on_it(mode, ask, r
     assert (faults >= 8000) == faulted, faults
 
 
+def test_processes_start_without_glibc_s_tcache_and_the_caller_keeps_its_environment(monkeypatch):
+    import os
+
+    from natbench.measure import memory
+
+    monkeypatch.setattr(memory.sys, "platform", "linux")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    with memory.no_tcache_env():
+        assert os.environ["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{memory.NO_TCACHE}"
+        with memory.no_tcache_env():  # already there: once
+            assert os.environ["GLIBC_TUNABLES"].count(memory.NO_TCACHE) == 1
+    assert os.environ["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2"
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    with memory.no_tcache_env():
+        assert os.environ["GLIBC_TUNABLES"] == memory.NO_TCACHE
+    assert "GLIBC_TUNABLES" not in os.environ
+    monkeypatch.setattr(memory.sys, "platform", "darwin")
+    with memory.no_tcache_env():
+        assert "GLIBC_TUNABLES" not in os.environ
+
+
 def test_warm_up_reserves_heap_after_a_first_call_that_grew_it(monkeypatch):
     from natbench.measure import timer
 

@@ -91,6 +91,7 @@ def test_run_repeated_measures_in_r_fresh_processes(cases):
     assert row["peak_mem_ci_low_bytes"] <= row["peak_mem_bytes"] <= row["peak_mem_ci_high_bytes"]
     assert isinstance(row["busy"], bool) and row["affinity"]
     assert row["allocator"].startswith("glibc malloc") and "mmap_max=0" in row["allocator"]
+    assert "glibc.malloc.tcache_count=0" in row["allocator"]  # case processes start without the tcache
     results.append_row(cases / "out", row)  # every column it writes is declared
     failed = run_repeated({"target": "pair_cases:fails", "device": "cpu"}, 60, FAST, repeats=3)
     assert failed["status"] == "error" and failed["repeats"] == 0 and "broken case" in failed["error"]

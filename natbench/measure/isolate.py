@@ -2,6 +2,7 @@
 
 Processes come from a multiprocessing forkserver that has torch and natbench imported once, so a case starts
 in a fraction of a second yet shares no state (allocator, compiled kernels, RSS peak) with other cases.
+The forkserver starts without glibc's tcache (natbench.measure.memory.NO_TCACHE), and so do its cases.
 """
 
 from __future__ import annotations
@@ -132,7 +133,10 @@ def run_in_process(
         target=_child,
         args=(send, task, kwargs, device, memory_limit, log, [*(path or []), *sys.path], threads),
     )
-    proc.start()
+    from natbench.measure.memory import no_tcache_env
+
+    with no_tcache_env():  # read by the forkserver when it starts (once), or by a spawned child
+        proc.start()
     send.close()
     result = None
     timed_out = False

@@ -204,7 +204,11 @@ def fix_malloc_thresholds() -> bool:
 # Never trimming does not settle every heap: glibc's tcache keeps small freed chunks between the big free
 # blocks, so some calls find no free block large enough and grow the heap into fresh pages, in bursts, for
 # ~20 calls (reference NA 70x70, 1 thread: 49-60k faults in call 1, then 15-45k in 6 of the next 15 calls,
-# 720 MiB in all, each such call 1.5-2.8x slower). Warm-up therefore pre-faults headroom once: after the first
+# 720 MiB in all, each such call 1.5-2.8x slower). Case processes therefore run without the tcache
+# (NO_TCACHE, set for the processes natbench.measure.isolate starts): reference NA 42x42 with it grew its
+# heap by 21-42 MiB in 3-6 of 8 calls after warm-up (5,400-10,800 faults, 29-37 ms against 20 ms), after
+# quiet calls too, to 368-495 MiB with 155 MiB in use; without it, 223 MiB and 8-89 faults in every call
+# of 3 processes (19.3-20.8 ms). Warm-up also pre-faults headroom once: after the first
 # call it allocates HEAP_RESERVE_FACTOR times the heap that call grew, touches it and frees it to the top of
 # the heap, where later growth lands on resident pages. Two cpu-quick sweeps against one without: processes
 # whose timed calls faulted over 256 pages a call 8 (2x) and 4 (4x) against 35; the cases' own time 241 s and
@@ -267,7 +271,29 @@ def reserve_heap(nbytes: int) -> int:
     return 0
 
 
+# glibc reads its tunables when a process starts: set for the forkserver (or a spawned case) before it starts
+NO_TCACHE = "glibc.malloc.tcache_count=0"
+
+
+@contextlib.contextmanager
+def no_tcache_env():
+    """GLIBC_TUNABLES with NO_TCACHE added, for the processes started inside (Linux; elsewhere no change)."""
+    old = os.environ.get("GLIBC_TUNABLES")
+    if not sys.platform.startswith("linux") or (old and NO_TCACHE in old.split(":")):
+        yield
+        return
+    os.environ["GLIBC_TUNABLES"] = f"{old}:{NO_TCACHE}" if old else NO_TCACHE
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("GLIBC_TUNABLES", None)
+        else:
+            os.environ["GLIBC_TUNABLES"] = old
+
+
 _ALLOCATOR_ENV = (
+    "GLIBC_TUNABLES",
     "MALLOC_ARENA_MAX",
     "MALLOC_MMAP_MAX_",
     "MALLOC_MMAP_THRESHOLD_",

@@ -206,7 +206,7 @@ def fix_malloc_thresholds() -> bool:
 # ~20 calls (reference NA 70x70, 1 thread: 49-60k faults in call 1, then 15-45k in 6 of the next 15 calls,
 # 720 MiB in all, each such call 1.5-2.8x slower). Case processes therefore run without the tcache
 # (NO_TCACHE, set for the processes natbench.measure.isolate starts): reference NA 42x42 with it grew its
-# heap by 21-42 MiB in 3-6 of 8 calls after warm-up (5,400-10,800 faults, 29-37 ms against 20 ms), after
+# heap by 21-42 MiB in 2-6 of 8-12 calls after warm-up in 4 of 5 processes (5,400-13,400 faults, 29-47 ms), after
 # quiet calls too, to 368-495 MiB with 155 MiB in use; without it, 223 MiB and 8-89 faults in every call
 # of 3 processes (19.3-20.8 ms). Warm-up also pre-faults headroom once: after the first
 # call it allocates HEAP_RESERVE_FACTOR times the heap that call grew, touches it and frees it to the top of

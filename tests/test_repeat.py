@@ -7,8 +7,7 @@ import textwrap
 import pytest
 
 from natbench import results
-from natbench.measure import pair as pairs
-from natbench.measure import repeat
+from natbench.measure import interleave, repeat
 from natbench.measure.repeat import PairSpec, combine, measure_pair, run_repeated
 from natbench.measure.spec import CaseSpec
 from natbench.sweep.preset import expand, load_preset
@@ -137,7 +136,7 @@ def test_peak_memory_still_counts_a_calls_temporaries(cases):
 
 def test_pair_rounds_alternate_their_order(cases, monkeypatch):
     order = []
-    block = pairs._block
+    block = interleave._block
 
     def recording(fn, n, device, untimed):
         order.append(fn.__name__[-1])
@@ -146,9 +145,9 @@ def test_pair_rounds_alternate_their_order(cases, monkeypatch):
 
     switches = []
 
-    monkeypatch.setattr(pairs, "_block", recording)
+    monkeypatch.setattr(interleave, "_block", recording)
     got = measure_pair({"target": "pair_cases:small"}, {"target": "pair_cases:large"}, FAST)
-    assert got["status"] == "ok" and len(got["ratios"]) == len(got["a_ms"]) >= repeat.PAIR_MIN_ROUNDS
+    assert got["status"] == "ok" and len(got["ratios"]) == len(got["a_ms"]) >= interleave.MIN_ROUNDS
     assert len(got["ratios"]) % 2 == 0
     # the machine's speed read as a case's processes read it: the matmul before / after, a sentinel per round
     assert got["calib_ms"] > 0 and got["sentinel_ms"] > 0
@@ -162,9 +161,9 @@ def test_pair_rounds_alternate_their_order(cases, monkeypatch):
     switches.clear()
     got = measure_pair({"target": "pair_cases:small"}, {"target": "pair_cases:slow"}, FAST)
     assert got["status"] == "ok" and switches[::2] == [True, False] * (len(switches) // 4)
-    assert len(got["ratios"]) >= repeat.PAIR_MIN_ROUNDS  # one member is fast: the full number of rounds
+    assert len(got["ratios"]) >= interleave.MIN_ROUNDS  # one member is fast: the full number of rounds
     slow = measure_pair({"target": "pair_cases:slow"}, {"target": "pair_cases:slow"}, FAST)
-    assert slow["status"] == "ok" and len(slow["ratios"]) >= pairs.PAIR_MIN_ROUNDS_SLOW
+    assert slow["status"] == "ok" and len(slow["ratios"]) >= interleave.MIN_ROUNDS_SLOW
     broken = measure_pair({"target": "pair_cases:small"}, {"target": "pair_cases:fails"}, FAST)
     assert broken["status"] == "error" and "broken case" in broken["error"]
 

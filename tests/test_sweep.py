@@ -82,7 +82,16 @@ def test_bundled_presets_parse_and_expand():
             if s.target == target and s.backend == backend and s.kernel_size in (7, None)
         }
         assert len(at_k7) >= 5, (target, at_k7)  # enough points for a log-log fit
-    assert {s.kernel_size for s in quick if s.target == "na" and s.resolution == 56} == {5, 7, 9, 11, 13}
+    assert {s.kernel_size for s in quick if s.target == "na" and s.resolution == 56} == {
+        5,
+        7,
+        9,
+        11,
+        13,
+        None,
+    }
+    (group,) = [s for s in quick if s.kind == "group"]  # the kernel-exponent fit's sizes, interleaved
+    assert group.axis == "kernel_size" and group.values == [5, 7, 9, 11, 13] and group.backend == "fused"
     assert {"nat_mini", "swin_tiny", "dinat_mini", "nat_tiny"} <= {
         s.target for s in quick if s.kind == "model"
     }

@@ -54,7 +54,7 @@ def load_rows(directory: str | Path):
     if frame.empty:
         raise ValueError(f"{path} has no rows")
     rows = frame.to_dict("records")
-    return {r["case_id"]: r for r in rows if r.get("kind") != "pair"}
+    return {r["case_id"]: r for r in rows if r.get("kind") not in ("pair", "group")}
 
 
 def describe(row: dict[str, Any]) -> str:

@@ -12,23 +12,14 @@ processes read the calibration matmul before and after their rounds and a sentin
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from natbench.measure.interleave import BLOCK_S, failed_row, machine_columns, measure_interleaved
 from natbench.measure.spec import CaseSpec
 from natbench.results import CASE_PARAMS
-
-PAIR_BLOCK_S = 0.01  # seconds of calls of one member per round
-PAIR_MIN_ROUNDS = 6
-PAIR_MIN_ROUNDS_SLOW = 4  # when both members' calls take over SWITCH_CALL_BELOW_S (model forwards)
-# A member whose calls are shorter than this gets one untimed call after each switch (the other member left
-# the caches cold); a longer call (a model forward) refills them in a fraction of a percent of its time, and
-# an untimed call would double the pair's cost.
-SWITCH_CALL_BELOW_S = 0.02
-PAIR_SENTINEL_S = 0.004  # the sentinel block after each round (~12 matmuls): +2-12 % of a round
 
 
 @dataclass(frozen=True)
@@ -86,113 +77,29 @@ def _pair_row(pair: PairSpec) -> dict[str, Any]:
     return row
 
 
-def _block(fn, n: int, device, untimed: bool = True) -> float:
-    """Per-call ms of n calls, after one untimed call when `untimed`: the switch from the other member (cold
-    caches) is not timed, so the ratio is of the two ops, not of the switching."""
-    from natbench.measure.timer import synchronize
-
-    if untimed:
-        fn()
-        synchronize(device)
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - start) / n * 1e3
-
-
 def measure_pair(numerator: dict, denominator: dict, timing: dict | None = None) -> dict[str, Any]:
-    """In this process: A and B built, primed, warmed up, then timed in alternating rounds (gc off).
+    """In this process: A and B timed in alternating rounds A B, B A, ... (natbench.measure.interleave).
 
     Returns {"status": "ok", "a_ms": [...], "b_ms": [...], "ratios": [...], ...} or status + error.
     """
-    import torch
-
-    from natbench.measure.case import Unsupported, _device_name, is_oom, prepare
-    from natbench.measure.memory import process_settings
-    from natbench.measure.timer import (
-        CHECK_SECONDS,
-        TimerConfig,
-        calibration_timer,
-        gc_disabled,
-        prime_runtime,
-        slower,
-        warm_up,
-    )
-
-    config = TimerConfig.from_dict(timing)
-    cuda = torch.cuda.is_available()
-    a = CaseSpec.from_dict(numerator).resolved(cuda)
-    b = CaseSpec.from_dict(denominator).resolved(cuda)
-    try:
-        pa, device = prepare(a)
-        pb, _ = prepare(b)
-        with pa.context(), pb.context():
-            calib = prime_runtime(device)
-            with gc_disabled():
-                per_call = {}
-                for name, p in (("a", pa), ("b", pb)):
-                    per_call[name] = max(warm_up(p.fn, device, config), 1e-7)
-                n = {k: max(1, round(PAIR_BLOCK_S / v)) for k, v in per_call.items()}
-                untimed = {k: v < SWITCH_CALL_BELOW_S for k, v in per_call.items()}
-                min_rounds = PAIR_MIN_ROUNDS if any(untimed.values()) else PAIR_MIN_ROUNDS_SLOW
-                sentinel = (
-                    calibration_timer(PAIR_SENTINEL_S) if config.sentinel and device.type == "cpu" else None
-                )
-                a_ms, b_ms, readings = [], [], []
-                start = time.perf_counter()
-                while True:
-                    elapsed = time.perf_counter() - start
-                    rounds = len(a_ms)
-                    enough = rounds >= max(min_rounds, config.min_samples) and rounds % 2 == 0
-                    if (enough and elapsed >= 2 * config.min_run_time) or (
-                        rounds >= 2 and elapsed >= config.max_run_time
-                    ):
-                        break
-                    order = (("a", pa), ("b", pb)) if rounds % 2 == 0 else (("b", pb), ("a", pa))
-                    got = {k: _block(p.fn, n[k], device, untimed[k]) for k, p in order}
-                    a_ms.append(got["a"])
-                    b_ms.append(got["b"])
-                    if sentinel is not None:
-                        readings.append(sentinel[0].timeit(sentinel[1]) / sentinel[1] * 1e3)
-            calib = slower(calib, prime_runtime(device, CHECK_SECONDS))
-    except Unsupported as exc:
-        return {"status": "unsupported", "error": str(exc)}
-    except Exception as exc:  # the pair's failure becomes its row
-        return {"status": "oom" if is_oom(exc) else "error", "error": f"{type(exc).__name__}: {exc}"[:2000]}
-    ratios = [x / y for x, y in zip(a_ms, b_ms)]
-    return {
-        "status": "ok",
-        "a_ms": a_ms,
-        "b_ms": b_ms,
-        "ratios": ratios,
-        "calib_ms": calib,
-        "sentinel_ms": float(np.median(readings)) if readings else None,
-        "threads": torch.get_num_threads(),
-        "device_name": _device_name(device),
-        **process_settings(),
-    }
+    got = measure_interleaved([numerator, denominator], timing)
+    if got["status"] != "ok":
+        return got
+    a_ms, b_ms = got.pop("member_ms")
+    return {**got, "a_ms": a_ms, "b_ms": b_ms, "ratios": [x / y for x, y in zip(a_ms, b_ms)]}
 
 
 def pair_row(pair: PairSpec, processes: list[dict[str, Any]]) -> dict[str, Any]:
     """The kind="pair" row from its processes' results (measure_pair's dicts, in order); the first that
     failed makes the row fail and says which."""
-    from natbench.measure.stats import median_known, ratio_ci
+    from natbench.measure.stats import ratio_ci
 
     row = _pair_row(pair)
-    ok = [r for r in processes if r.get("status") == "ok"]
-    failed = [r for r in processes if r.get("status") != "ok"]
-    if failed:
-        prefix = (
-            f"process {processes.index(failed[0]) + 1} of {len(processes)}: " if len(processes) > 1 else ""
-        )
-        row.update(status=failed[0]["status"], error=prefix + str(failed[0].get("error")), repeats=len(ok))
+    if failed_row(row, processes) is not None:
         return row
+    ok = processes
     per_process = [float(np.median(r["ratios"])) for r in ok]
     ratio, low, high = ratio_ci(per_process)
-    last = ok[-1]
-    calib = [r.get("calib_ms") for r in ok]
-    calib_ms = median_known(calib)
     row.update(
         status="ok",
         repeats=len(ok),
@@ -203,13 +110,7 @@ def pair_row(pair: PairSpec, processes: list[dict[str, Any]]) -> dict[str, Any]:
         # members' medians in these processes (their own rows come from their own processes)
         numerator_process_ms=[float(np.median(r["a_ms"])) for r in ok],
         denominator_process_ms=[float(np.median(r["b_ms"])) for r in ok],
-        calib_process_ms=calib if calib_ms is not None else None,
-        calib_ms=calib_ms,
-        threads=last["threads"],
-        device_name=last["device_name"],
-        affinity=last["affinity"],
-        allocator=last["allocator"],
-        heap_reserve_bytes=median_known([r.get("heap_reserve_bytes") for r in ok]),
-        timer=f"interleaved rounds of {PAIR_BLOCK_S * 1e3:g} ms blocks, order alternated",
+        **machine_columns(ok),
+        timer=f"interleaved rounds of {BLOCK_S * 1e3:g} ms blocks, order alternated",
     )
     return row

@@ -6,7 +6,8 @@ median per process (`latency_process_ms`), their median with a 95 % bootstrap in
 (natbench.measure.stats), so the noise between processes and minutes is in the interval. `run_repeated` runs
 a case's R processes one after the other (spread over `span` seconds if asked), then re-runs the ones the
 machine slowed; a sweep (natbench.sweep.runner) runs them round-robin over its cases, so that each case's
-processes span the sweep's minutes. Pairs (natbench.measure.pair) go the same way.
+processes span the sweep's minutes. Pairs (natbench.measure.pair) and groups (natbench.measure.group), whose
+members are timed interleaved in each process, go the same way.
 The interval is conditional on that selection: processes left out are kept in `latency_dropped_process_ms`.
 """
 
@@ -21,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from natbench.measure.drift import DriftProfile, widen
-from natbench.measure.pair import PAIR_BLOCK_S, PAIR_MIN_ROUNDS, PairSpec, measure_pair, pair_row
+from natbench.measure.group import GroupSpec, group_row, measure_group
+from natbench.measure.pair import PairSpec, measure_pair, pair_row
 from natbench.measure.stats import median_known
 
 DEFAULT_REPEATS = 5  # with 3 the interval is min..max of three: it holds another run's median ~56 %
@@ -39,8 +41,7 @@ DEFAULT_RERUNS = 0.4  # at most this share of a case's repeats is run again (5 r
 
 __all__ = [
     "DEFAULT_REPEATS",
-    "PAIR_BLOCK_S",
-    "PAIR_MIN_ROUNDS",
+    "GroupSpec",
     "PairSpec",
     "combine",
     "contended",
@@ -87,20 +88,16 @@ def run_process(
     threads: int | None = None,
     path: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One fresh process of a case (or of a pair: spec["kind"] == "pair"): its result with status, the
+    """One fresh process of a case (or of a pair or group: spec["kind"]): its result with status, the
     machine's load before and after it, and its duration. path: directories first on its import path."""
     from natbench.measure.isolate import run_in_process, run_isolated
 
     load_before, start, started_at = machine_load(), time.monotonic(), time.time()
-    if spec.get("kind") == "pair":
-        pair = PairSpec.from_dict(spec)
-        kwargs = {
-            "numerator": pair.numerator.to_dict(),
-            "denominator": pair.denominator.to_dict(),
-            "timing": dict(timing or {}),
-        }
+    interleaved = _interleaved(spec, timing)
+    if interleaved is not None:
+        fn, kwargs, device = interleaved
         got, status, error = run_in_process(
-            measure_pair, kwargs, timeout, pair.device, memory_limit, log_path, threads, path
+            fn, kwargs, timeout, device, memory_limit, log_path, threads, path
         )
         row = got or {"status": status, "error": error}
         row["duration_s"] = round(time.monotonic() - start, 3)
@@ -111,6 +108,19 @@ def run_process(
         )
     row.update(load_before=load_before, load_after=machine_load(), started_at=round(started_at, 3))
     return row
+
+
+def _interleaved(spec: dict[str, Any], timing: dict | None):
+    """(function, kwargs, device) of a pair's or group's process; None for a case."""
+    if spec.get("kind") == "pair":
+        pair = PairSpec.from_dict(spec)
+        kwargs = {"numerator": pair.numerator.to_dict(), "denominator": pair.denominator.to_dict()}
+        return measure_pair, {**kwargs, "timing": dict(timing or {})}, pair.device
+    if spec.get("kind") == "group":
+        group = GroupSpec.from_dict(spec)
+        kwargs = {"members": [m.to_dict() for m in group.members], "timing": dict(timing or {})}
+        return measure_group, kwargs, group.device
+    return None
 
 
 def fastest(processes: list[dict[str, Any]]) -> dict[str, float]:
@@ -177,11 +187,11 @@ def finish(
     reference: dict[str, float] | None = None,
     drift: DriftProfile | None = None,
 ) -> dict[str, Any]:
-    """The row of a case (or pair) from its processes' results, in the order they ran.
+    """The row of a case (or pair, or group) from its processes' results, in the order they ran.
 
     The row is made of the `repeats` least contended processes (all when repeats is None), judged against
     `reference` (the fastest readings of the sweep's case processes on this device; default: these
-    processes' own); a pair's from the same selection (its ratio does not cancel every slowdown).
+    processes' own); a pair's or group's from the same selection (a ratio does not cancel every slowdown).
     `drift` (natbench noise's profile) widens the latency interval of a case whose processes spanned less
     time than the profile's rounds."""
     loads = [r.get("load_before") for r in processes] + [r.get("load_after") for r in processes]
@@ -213,6 +223,10 @@ def finish(
             ratio_dropped_process=[float(np.median(r["ratios"])) for r in dropped if r.get("ratios")],
             **accounting,
         )
+        return row
+    if spec.get("kind") == "group":
+        row = group_row(GroupSpec.from_dict(spec), used)
+        row.update(load_before=first, load_after=last, timestamp=_now(), **accounting)
         return row
     row = combine(
         [{k: v for k, v in r.items() if k not in ("load_before", "load_after", "started_at")} for r in used],
@@ -323,7 +337,7 @@ def run_repeated(
     span: float = 0.0,
     drift: DriftProfile | None = None,
 ) -> dict[str, Any]:
-    """The row of a case (or of a pair: spec["kind"] == "pair") from `repeats` fresh processes, one after another.
+    """The row of a case (or of a pair or group: spec["kind"]) from `repeats` fresh processes, one after another.
 
     `timeout` applies to each process. The first process that fails (error, oom, timeout, unsupported)
     ends the case: its row says so. Up to `reruns` more processes (default: 40 % of repeats) run while fewer

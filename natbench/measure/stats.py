@@ -9,6 +9,7 @@ sweeps of the same cases: a random-effects mean of the sweeps' values (replicate
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,16 +33,17 @@ def median_known(values: Sequence[float | None]) -> float | None:
 
 
 def _bootstrap(
-    data: tuple[np.ndarray, ...], statistic, confidence: float, vectorized: bool = False
+    data: tuple[np.ndarray, ...], statistic, confidence: float, vectorized: bool = False, paired: bool = False
 ) -> tuple[float, float]:
-    """vectorized: `statistic(*samples, axis=-1)` takes the resamples along a leading axis at once."""
+    """vectorized: `statistic(*samples, axis=-1)` takes the resamples along a leading axis at once.
+    paired: the samples' i-th values belong together (one process) and are resampled together."""
     from scipy import stats
 
     res = stats.bootstrap(
         data,
         statistic,
         vectorized=vectorized,
-        paired=False,
+        paired=paired,
         n_resamples=N_RESAMPLES,
         confidence_level=confidence,
         method="percentile",  # BCa is undefined for the few, often tied, values of a few processes
@@ -134,7 +136,6 @@ def fit_power_law(
     Interval: when some size has >= 2 per-process values, a bootstrap that resamples the processes of each
     size independently (scipy.stats.bootstrap, unpaired samples) and refits; otherwise the OLS t-interval.
     """
-    from scipy import stats
 
     xs = [float(v) for v in np.asarray(x, dtype=object).ravel()]
     ys = list(y)
@@ -164,35 +165,86 @@ def fit_power_law(
     sizes = sorted(per_size)
     lx = np.log(np.asarray(sizes))
     samples = [np.log(np.asarray(per_size[s])) for s in sizes]
+    # sizes with one process keep their value in every resample
+    data = tuple(s if len(s) >= 2 else np.repeat(s, 2) for s in samples)
+    spread = any(len(s) >= 2 and np.ptp(s) > 0 for s in samples)
     centre = np.asarray([np.median(s) for s in samples])
+    method = ("bootstrap over processes", "ols t-interval (one value per size)")
+    return _fit(
+        lx, centre, data if spread else None, False, confidence, method, points, sum(map(len, samples))
+    )
+
+
+def _fit(
+    lx, centre, data, paired: bool, confidence: float, method: tuple[str, str], points: int, processes: int
+):
+    """The Fit through the sizes' `centre` values (logs); its interval a bootstrap of `data` (one sample of
+    per-process logs per size) when given, else the OLS t-interval. method: (bootstrap's, t-interval's)."""
+    from scipy import stats
+
     exponent, intercept = _slope(lx, centre)
-    n_proc = sum(len(s) for s in samples)
-    # r2 / stderr describe the fit through the per-size medians
-    reg = stats.linregress(lx, centre)
-    if any(len(s) >= 2 and np.ptp(s) > 0 for s in samples):
-        # sizes with one process keep their value in every resample
-        data = tuple(s if len(s) >= 2 else np.repeat(s, 2) for s in samples)
+    reg = stats.linregress(lx, centre)  # r2 / stderr describe the fit through the centres
+    if data is not None:
         low, high = _bootstrap(
-            data, lambda *ss, axis=-1: _median_slopes(lx, *ss, axis=axis), confidence, vectorized=True
+            data,
+            lambda *ss, axis=-1: _median_slopes(lx, *ss, axis=axis),
+            confidence,
+            vectorized=True,
+            paired=paired,
         )
-        method = "bootstrap over processes"
+        how = method[0]
     else:
-        t = stats.t.ppf(0.5 + confidence / 2, len(sizes) - 2)
-        half = float(t * reg.stderr)
-        low, high = exponent - half, exponent + half
-        method = "ols t-interval (one value per size)"
+        half = float(stats.t.ppf(0.5 + confidence / 2, len(lx) - 2) * reg.stderr)
+        low, high, how = exponent - half, exponent + half, method[1]
     return Fit(
         exponent=exponent,
         ci_low=min(low, exponent),
         ci_high=max(high, exponent),
-        n_sizes=len(sizes),
+        n_sizes=len(lx),
         points=points,
-        processes=n_proc,
+        processes=processes,
         intercept=intercept,
         r2=float(reg.rvalue**2),
         stderr=float(reg.stderr),
-        method=method,
+        method=how,
     )
+
+
+def fit_power_law_paired(x, per_process, confidence: float = CONFIDENCE, min_sizes: int = 5) -> Fit:
+    """Fit y = c * x**exponent where every process measured every size: per_process[p][i] is process p's value
+    at x[i] (members timed interleaved, natbench.measure.group).
+
+    A slow spell in one process moves all its sizes alike: each process's log values are taken relative to
+    their own mean, the exponent is the slope through the sizes' medians of those, and the interval a
+    bootstrap that resamples whole processes (scipy.stats.bootstrap, paired), so the spell cancels in both.
+    """
+
+    xs = np.asarray([float(v) for v in x])
+    arr = np.asarray([[float(v) for v in row] for row in per_process], dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != len(xs) or not len(arr):
+        raise ValueError(f"per_process needs one row of {len(xs)} values (one per size) for each process")
+    if (xs <= 0).any() or not (arr > 0).all():
+        raise ValueError("a power-law fit needs positive x and y (log scale)")
+    if len(set(xs.tolist())) != len(xs):
+        raise ValueError(f"a paired power-law fit needs distinct sizes, got {xs.tolist()}")
+    if len(xs) < min_sizes:
+        raise ValueError(
+            f"a power-law fit needs >= {min_sizes} distinct sizes, got {len(xs)}; "
+            "measure more sizes (grid values) for this group"
+        )
+    order = np.argsort(xs)
+    lx, logs = np.log(xs[order]), np.log(arr[:, order])
+    relative = logs - logs.mean(axis=1, keepdims=True)
+    spread = len(relative) >= 2 and np.ptp(relative, axis=0).any()
+    data = tuple(relative[:, i] for i in range(len(lx))) if spread else None
+    method = (
+        "bootstrap over processes, paired (sizes timed interleaved in each)",
+        "ols t-interval (one process)",
+    )
+    f = _fit(lx, np.median(relative, axis=0), data, True, confidence, method, len(lx), len(relative))
+    # the slope is of the relative logs; the intercept of the sizes' median logs
+    intercept = float(np.median(logs, axis=0).mean() - f.exponent * lx.mean())
+    return dataclasses.replace(f, intercept=intercept)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,15 @@
     numerator = { target = "na", backend = "tiled" }
     denominator = { target = "window", shifted = true }
 
-`repeats` (setting, default 5): fresh processes per case and per pair. A pair adds a kind="pair" row with
-the ratio and its interval; its two members are also run as ordinary cases. `reruns` (default 0.4): the
+    [[group]]               # optional: cases along one axis, timed interleaved (a scaling fit across them)
+    axis = "kernel_size"    # the field that varies within a group (a list below); other lists: one group each
+    target = "na"
+    resolution = 56
+    kernel_size = [5, 7, 9, 11, 13]
+
+`repeats` (setting, default 5): fresh processes per case, per pair and per group. A pair adds a kind="pair"
+row with the ratio and its interval, a group a kind="group" row with each member's per-process medians; their
+members are also run as ordinary cases. `reruns` (default 0.4): the
 share of `repeats` a case may run again when processes were slowed by the machine (natbench.measure.repeat);
 `rerun_seconds` (default: no limit): no re-run starts later than this after the re-run passes began, so that a
 busy spell does not stretch the sweep (0: no re-runs).
@@ -43,7 +50,7 @@ from natbench.measure.spec import FIELD_NAMES, CaseSpec, coerce
 from natbench.measure.targets import validate_targets  # noqa: F401  (re-exported: sweeps check targets)
 from natbench.measure.timer import TimerConfig
 
-TOP_KEYS = ("description", "settings", "defaults", "grid", "pair")
+TOP_KEYS = ("description", "settings", "defaults", "grid", "pair", "group")
 PAIR_KEYS = ("numerator", "denominator")
 RUN_SETTINGS = {
     "timeout": (int, float),
@@ -65,6 +72,7 @@ class Preset:
     settings: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     pairs: list[dict[str, Any]] = field(default_factory=list)
+    groups: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def repeats(self) -> int:
@@ -176,7 +184,23 @@ def parse_preset(data: dict[str, Any], name: str, source: str = "") -> Preset:
             _check_table(pair[k], f"{label}, {k}")
             if any(isinstance(v, list) for v in pair[k].values()):
                 raise ValueError(f"{label}, {k}: fields must be single values (put lists in the pair itself)")
-    return Preset(name, str(data.get("description", "")), grids, defaults, settings, source, pairs)
+    groups = data.get("group", [])
+    if not isinstance(groups, list):
+        raise ValueError(f"{where}: group must be an array of tables ([[group]])")
+    for i, group in enumerate(groups):
+        label = f"{where}, group {i + 1}"
+        if not isinstance(group, dict):
+            raise ValueError(f"{label}: must be a table of case fields with an axis")
+        axis = group.get("axis")
+        if axis not in FIELD_NAMES:
+            raise ValueError(
+                f"{label}: needs axis = one of the case fields ({', '.join(FIELD_NAMES)}), got {axis!r}"
+            )
+        _check_table({k: v for k, v in group.items() if k != "axis"}, label)
+        values = {**defaults, **group}.get(axis)
+        if not isinstance(values, list) or len(values) < 2:
+            raise ValueError(f"{label}: the axis {axis} needs a list of at least two values")
+    return Preset(name, str(data.get("description", "")), grids, defaults, settings, source, pairs, groups)
 
 
 def _check_table(table: Any, where: str) -> None:
@@ -239,7 +263,9 @@ def expand(preset: Preset, overrides: dict[str, list[Any]] | None = None) -> lis
             except ValueError as exc:
                 raise ValueError(f"preset {preset.name}, grid {i + 1}: {exc}") from None
             cases.setdefault(spec.case_id, spec)
-    return list(cases.values()) + _expand_pairs(preset, overrides, mentioned, cases)
+    pairs = _expand_pairs(preset, overrides, mentioned, cases)
+    known = {**cases, **{s.case_id: s for s in pairs}}
+    return list(cases.values()) + pairs + _expand_groups(preset, overrides, mentioned, known)
 
 
 def _expand_pairs(preset: Preset, overrides, mentioned, cases: dict[str, CaseSpec]) -> list:
@@ -270,6 +296,40 @@ def _expand_pairs(preset: Preset, overrides, mentioned, cases: dict[str, CaseSpe
             spec = PairSpec(a, b)
             out.setdefault(spec.case_id, spec)
             for member in (a, b):
+                if member.case_id not in cases:
+                    out.setdefault(member.case_id, member)
+    return list(out.values())
+
+
+def _expand_groups(preset: Preset, overrides, mentioned, cases: dict[str, Any]) -> list:
+    """The preset's groups (GroupSpec), each followed by its members not already among `cases`."""
+    from natbench.measure.group import GroupSpec
+
+    out: dict[str, Any] = {}
+    for i, group in enumerate(preset.groups):
+        axis = group["axis"]
+        table = {**preset.defaults, **{k: v for k, v in group.items() if k != "axis"}}
+        for key, values in overrides.items():
+            if key in table or key not in mentioned:
+                table[key] = values
+        axis_values = table.pop(axis)
+        axis_values = axis_values if isinstance(axis_values, list) else [axis_values]
+        keys = list(table)
+        dims = [v if isinstance(v, list) else [v] for v in table.values()]
+        for combo in itertools.product(*dims):
+            shared = dict(zip(keys, combo))
+            try:
+                members = {}
+                for value in axis_values:
+                    spec = CaseSpec.from_dict({**shared, axis: value})
+                    members.setdefault(spec.case_id, spec)
+                if len(members) < 2:
+                    continue  # an override left one member: nothing to fit across
+                spec = GroupSpec(tuple(members.values()), axis)
+            except ValueError as exc:
+                raise ValueError(f"preset {preset.name}, group {i + 1}: {exc}") from None
+            out.setdefault(spec.case_id, spec)
+            for member in members.values():
                 if member.case_id not in cases:
                     out.setdefault(member.case_id, member)
     return list(out.values())

@@ -189,13 +189,13 @@ def run_sweep(
     kinds = {s.case_id: (s.kind, s.device) for s in todo}
 
     def reference(device: str) -> dict:
-        """The fastest calibration readings of this device's case processes so far (pairs are judged against
-        them, as cases are, but do not set them: their sentinel blocks are shorter)."""
+        """The fastest calibration readings of this device's case processes so far (pairs and groups are judged
+        against them, as cases are, but do not set them: their sentinel blocks are shorter)."""
         return fastest(
             [
                 p
                 for c, got in processes.items()
-                if kinds[c][0] != "pair" and kinds[c][1] == device
+                if kinds[c][0] not in ("pair", "group") and kinds[c][1] == device
                 for p in got
             ]
         )

@@ -1,5 +1,7 @@
 """`scaling`: log-log fit of `y` against `x` per group of `per` columns over the `largest` distinct x; one
-verdict per group. The fitter is natbench.measure.stats.fit_power_law."""
+verdict per group. The fitter is natbench.measure.stats.fit_power_law; a latency fit whose sizes were also
+timed interleaved in the same processes (a kind="group" row, natbench.measure.group) is fitted from those
+processes instead (fit_power_law_paired), where the machine's drift cancels."""
 
 from __future__ import annotations
 
@@ -48,6 +50,36 @@ def fit(g, x_name: str, y_name: str):
     )
 
 
+def interleaved(df, g, x_name: str, y_name: str) -> tuple[list[float], list[list[float]], int] | None:
+    """(sizes, per-process values [process][size], group rows) when kind="group" rows of g's machine timed
+    every case of `g` in the same processes; None otherwise (or for anything but latency)."""
+    if y_name != "latency_ms" or df is None or "group_of" not in df.columns:
+        return None
+    x_of = {str(c): float(x) for c, x in zip(g["case_id"], g[x_name], strict=True)}
+
+    def machine(v):
+        return "-" if is_missing(v) else v
+
+    machines = {machine(v) for v in g["machine"]} if "machine" in g.columns else None
+    found, seen = [], set()
+    for row in df[(df["kind"] == "group") & (df["status"] == "ok")].to_dict("records"):
+        members = [str(c) for c in row.get("group_of") or []]
+        if not set(x_of) <= set(members) or (
+            machines is not None and machine(row.get("machine")) not in machines
+        ):
+            continue
+        key = (row["case_id"], row.get("timestamp"))  # one row read from several results directories
+        if key in seen:
+            continue
+        seen.add(key)
+        cols = [members.index(c) for c in x_of]
+        values = row["member_process_ms"]
+        found += [[float(values[j][p]) for j in cols] for p in range(len(values[0]))]
+    if not found:
+        return None
+    return list(x_of.values()), found, len(seen)
+
+
 def measure_scaling(claim: Claim, df) -> Outcome:
     m = claim.measure
     rows, why = select(df, claim, m.get("where"))
@@ -78,7 +110,15 @@ def measure_scaling(claim: Claim, df) -> Outcome:
     out = []
     for values, g, keep in fittable:
         g = g[g[x_name].map(lambda v, keep=keep: float(v) in keep)]
-        b, lo, hi, pts = fit(g, x_name, y_name)
+        paired = interleaved(df, g, x_name, y_name)
+        if paired is not None:
+            from natbench.measure.stats import fit_power_law_paired
+
+            f = fit_power_law_paired(paired[0], paired[1], min_sizes=MIN_SIZES)
+            b, lo, hi = f.exponent, f.ci_low, f.ci_high
+            pts = f"{f.n_sizes} sizes timed interleaved in {f.processes} processes, interval: {f.method}"
+        else:
+            b, lo, hi, pts = fit(g, x_name, y_name)
         span = f"{int(min(keep)):,}..{int(max(keep)):,}"
         prov = (
             f"log-log fit of {y_name} vs {x_name} over the {len(keep)} largest {x_name} ({span}; {pts}): "

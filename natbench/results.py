@@ -369,6 +369,11 @@ def _line(row, width: int) -> str:
     note = "" if row.status == "ok" else str(row.error or "")[:80]
     if row.status == "ok" and row.throughput == row.throughput and row.throughput is not None:
         note = f"{row.throughput:.1f} img/s"
+    elif row.status == "ok" and row.kind == "pair":
+        note = f"ratio {_num(row.ratio, '.3f')} ({_num(row.ratio_ci_low, '.3f')}..{_num(row.ratio_ci_high, '.3f')})"
+    elif row.status == "ok" and row.kind == "group" and isinstance(row.member_ms, list):
+        values = ", ".join(f"{v}: {_num(ms, '.3f')}" for v, ms in zip(row.group_values, row.member_ms))
+        note = f"ms by {row.group_axis}: {values}"
     return (
         f"{row.case_id:<{width}}  {row.status:<11} {_num(row.latency_ms, '10.3f')} "
         f"{_num(row.latency_iqr_ms, '9.3f')} {_num(mem, '9.1f')}  {note}"

@@ -8,6 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from natbench import results
 from natbench.claims import PASS, judge, load_claims
 from natbench.measure import interleave
 from natbench.measure.group import GroupSpec, measure_group
@@ -71,6 +72,8 @@ def test_group_row_keeps_each_members_processes_aligned(sized):
     assert row["group_axis"] == "resolution" and row["resolution"] is None
     assert [len(v) for v in row["member_process_ms"]] == [2, 2, 2]
     assert row["member_ms"] == [float(np.median(v)) for v in row["member_process_ms"]]
+    results.append_row(sized / "out", row)
+    assert "ms by resolution: 8: " in results.summary(results.load(sized / "out"))
     broken = run_repeated(GroupSpec(members(8, 99), "resolution").to_dict(), 60, FAST, repeats=2)
     assert broken["status"] == "error" and "broken member" in broken["error"]
 

@@ -609,7 +609,7 @@ def test_preset_reruns_is_a_share_of_repeats(tmp_path):
         load_preset(write_preset(tmp_path / "r.toml", '[[grid]]\ntarget = "na"', reruns=2))
     assert load_preset(write_preset(tmp_path / "z.toml", '[[grid]]\ntarget = "na"', reruns=0)).reruns == 0
     timed = write_preset(tmp_path / "s.toml", '[[grid]]\ntarget = "na"', rerun_seconds=45)
-    assert load_preset(timed).rerun_seconds == 45 and load_preset("cpu-quick").rerun_seconds == 30
+    assert load_preset(timed).rerun_seconds == 45 and load_preset("cpu-quick").rerun_seconds == 25
     assert (
         load_preset(
             write_preset(tmp_path / "0.toml", '[[grid]]\ntarget = "na"', rerun_seconds=0)

@@ -16,6 +16,9 @@
    fresh tries (target flagged >= 9 of 10), at compare's default threshold (5 %) and at 10 %: as runs one
    after the other, and interleaved (`natbench ab`, the target's measure), each with an A/A; with
    --planted-repeats, the processes per run (power: more processes separate a 10 % change from noisier spells).
+5. group fit (informative): cpu-quick's kernel exponent (fused NA 56x56, k = 5..13) from `runs` interleaved
+   groups and from as many sets of separately timed cases, alternating: the exponents' SD, how often one run's
+   interval holds another's exponent, and the intervals' widths.
 A loaded shared machine widens everything: the load average is printed next to the numbers.
 """
 
@@ -126,6 +129,47 @@ def ratio_cv(runs: int, threads: int | None) -> dict:
             "cv": statistics.stdev(ratios) / statistics.mean(ratios),
             "coverage": covered[0],
             "numerator_ms": [statistics.median(r["numerator_process_ms"]) for r in rows],
+        }
+    return out
+
+
+def _ok(row: dict) -> dict:
+    if row["status"] != "ok":
+        raise RuntimeError(f"{row['case_id']}: {row.get('error')}")
+    return row
+
+
+def group_fit(runs: int, threads: int | None) -> dict:
+    from natbench.measure.group import GroupSpec
+    from natbench.measure.repeat import run_repeated
+    from natbench.measure.spec import CaseSpec
+    from natbench.measure.stats import fit_power_law, fit_power_law_paired
+
+    ks = [5, 7, 9, 11, 13]
+    base = {"target": "na", "backend": "fused", "resolution": 56, "heads": 2, "head_dim": 32, "device": "cpu"}
+    members = tuple(CaseSpec.from_dict({**base, "kernel_size": k}) for k in ks)
+    group = GroupSpec(members, "kernel_size").to_dict()
+    fits: dict[str, list[dict]] = {"interleaved": [], "separate": []}
+    for i in range(runs):
+        for how in ("interleaved", "separate")[:: 1 if i % 2 == 0 else -1]:
+            if how == "interleaved":
+                row = _ok(run_repeated(group, 300, TIMING, threads=threads, repeats=REPEATS))
+                f = fit_power_law_paired(ks, [list(p) for p in zip(*row["member_process_ms"])])
+            else:
+                rows = [
+                    _ok(run_repeated(m.to_dict(), 300, TIMING, threads=threads, repeats=REPEATS))
+                    for m in members
+                ]
+                f = fit_power_law(ks, [r["latency_process_ms"] for r in rows])
+            fits[how].append({"exponent": f.exponent, "low": f.ci_low, "high": f.ci_high})
+    out = {}
+    for how, got in fits.items():
+        hits, total = _contains(got, "low", "high", "exponent")
+        out[how] = {
+            "exponents": [g["exponent"] for g in got],
+            "sd": statistics.stdev(g["exponent"] for g in got),
+            "coverage": hits / total,
+            "median_width": statistics.median(g["high"] - g["low"] for g in got),
         }
     return out
 
@@ -291,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         default=REPEATS,
         help=f"processes per run in the planted-slowdown check (default: cpu-quick's, {REPEATS})",
     )
-    parser.add_argument("--skip", default="", help="comma list of: order,coverage,ratio,aa,planted")
+    parser.add_argument("--skip", default="", help="comma list of: order,coverage,ratio,group,aa,planted")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     threads = args.threads
@@ -330,6 +374,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"in the pairs {', '.join(f'{v:.3f}' for v in r['numerator_ms'])} ms"
                 )
                 met &= r["cv"] <= RATIO_CV_TARGET
+            print(f"  load average {_load()}")
+        if "group" not in skip:
+            for how, g in group_fit(args.runs, threads).items():
+                print(
+                    f"kernel exponent, {how}: SD {g['sd']:.3f}, one run's interval holds another's exponent "
+                    f"{g['coverage']:.0%}, median width {g['median_width']:.3f}; exponents "
+                    f"{', '.join(f'{e:.3f}' for e in g['exponents'])}"
+                )
             print(f"  load average {_load()}")
         if "aa" not in skip:
             aa = a_a(threads, tmp)

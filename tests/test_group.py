@@ -226,6 +226,11 @@ def test_the_kernel_scaling_claim_reads_the_interleaved_group():
     (grouped,) = judge(_kernel_rows(ks, rows, True), [claim])
     assert grouped.verdict == PASS and "interleaved in 5 processes" in grouped.provenance
     assert abs(grouped.measured - 2.0) < 0.01
+    import pandas as pd
+
+    frame = _kernel_rows(ks, rows, True)
+    (twice,) = judge(pd.concat([frame, frame.tail(1)], ignore_index=True), [claim])  # one row read twice
+    assert twice.band == grouped.band and "in 5 processes" in twice.provenance
     (separate,) = judge(_kernel_rows(ks, rows, False), [claim])
     assert "interleaved" not in separate.provenance
     assert separate.band[1] - separate.band[0] > 5 * (grouped.band[1] - grouped.band[0])

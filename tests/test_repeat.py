@@ -327,6 +327,23 @@ def test_a_pair_reruns_and_leaves_out_its_contended_processes(monkeypatch):
     assert row["ratio_ci_low"] <= 0.85 <= row["ratio_ci_high"]
 
 
+def test_a_pair_process_whose_members_both_ran_slow_is_contended(monkeypatch):
+    # its calibration and sentinel read quiet; only its own members show the slowdown
+    def process(scale, ratio):
+        return {**_pair_process(0.33, ratio, 0.33), "a_ms": [ratio * scale] * 2, "b_ms": [scale] * 2}
+
+    a = CaseSpec.from_dict({"target": "pair_cases:small", "device": "cpu"})
+    b = CaseSpec.from_dict({"target": "pair_cases:large", "device": "cpu"})
+    got = iter([process(1.0, 0.85), process(1.3, 0.78), process(1.0, 0.86), process(1.02, 0.84)])
+    monkeypatch.setattr(repeat, "run_process", lambda *a, **k: next(got))
+    row = run_repeated(PairSpec(a, b).to_dict(), repeats=3)
+    assert row["processes_run"] == 4 and row["contended_processes"] == 1
+    assert row["ratio_process"] == pytest.approx([0.85, 0.86, 0.84])
+    assert row["ratio_dropped_process"] == pytest.approx([0.78])
+    assert repeat.members_level(process(1.3, 0.81)) == pytest.approx(1.3 * 0.9)
+    assert repeat.members_level(_process(0.33)) is None  # a case's process: its calibrations only
+
+
 def test_a_failed_rerun_keeps_the_good_processes(monkeypatch):
     results_ = iter([_process(0.33), _process(0.50), _process(0.33), _process(0.33), _process(0.33)])
     results_ = iter([*results_, _process(0.33, status="timeout")])

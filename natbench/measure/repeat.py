@@ -37,6 +37,7 @@ CONTENDED = 0.10  # a calibration reading this much slower than the fastest seen
 # other misses: 19 processes' medians followed it with correlation 0.94, the before / after reading 0.28); the
 # copy's reading moves +-25 % between quiet processes: not a signal here
 CALIBRATIONS = ("calib_ms", "sentinel_ms")
+LEVEL = "members_level"  # a pair's or group's reference: its fastest process's members_level
 DEFAULT_RERUNS = 0.4  # at most this share of a case's repeats is run again (5 repeats: 2 re-runs)
 
 __all__ = [
@@ -133,11 +134,34 @@ def fastest(processes: list[dict[str, Any]]) -> dict[str, float]:
     return ref
 
 
+def members_level(process: dict[str, Any]) -> float | None:
+    """An interleaved (pair or group) process's own speed: the geometric mean of its members' medians; None
+    for a case's process. The members are the same in every process of a row, so only the machine moves it,
+    and it sees slowdowns the calibration matmul misses (a neighbour's memory traffic slows memory-bound members
+    more): over 18 stored cpu-quick sweeps, kept pair processes whose level read over 10 % above their row's
+    fastest with a quiet calibration (127) lay RMS 5.2 % from their row's median ratio, those quiet by both
+    (388) 3.4 %."""
+    members = process.get("member_ms") or [process[k] for k in ("a_ms", "b_ms") if process.get(k)]
+    if process.get("status") != "ok" or len(members) < 2:
+        return None
+    return float(np.exp(np.mean([np.log(np.median(m)) for m in members])))
+
+
+def with_level(reference: dict[str, float], processes: list[dict[str, Any]]) -> dict[str, float]:
+    """`reference` plus the fastest members' level among `processes` (one pair's or group's), if any."""
+    levels = [v for v in map(members_level, processes) if v is not None]
+    return {**reference, LEVEL: min(levels)} if levels else reference
+
+
 def slowdown(process: dict[str, Any], reference: dict[str, float]) -> float:
-    """How much slower than `reference` the process's slowest calibration read (1.0: as fast)."""
+    """How much slower than `reference` the process's slowest calibration read, or, for an interleaved
+    process, its members' level (1.0: as fast)."""
     ratios = [
         process[k] / reference[k] for k in CALIBRATIONS if process.get(k) is not None and reference.get(k)
     ]
+    level = members_level(process)
+    if level is not None and reference.get(LEVEL):
+        ratios.append(level / reference[LEVEL])
     return max(ratios, default=1.0)
 
 
@@ -174,9 +198,11 @@ def rerun_budget(repeats: int, share: float = DEFAULT_RERUNS) -> int:
 
 
 def needs_rerun(processes: list[dict[str, Any]], repeats: int, reference: dict[str, float]) -> bool:
+    """Whether fewer than `repeats` of one case's (pair's, group's) processes are uncontended."""
     ok = [p for p in processes if p.get("status") == "ok"]
     if len(ok) < len(processes):  # a failed process ends the case
         return False
+    reference = with_level(reference, ok)
     return sum(not contended(p, reference) for p in ok) < repeats
 
 
@@ -203,7 +229,7 @@ def finish(
     if repeats and len(processes) > repeats and all(r.get("status") == "ok" for r in processes[:repeats]):
         # a re-run that failed does not undo the R good processes before it: it is left out and counted
         processes = [r for i, r in enumerate(processes) if i < repeats or r.get("status") == "ok"]
-    reference = reference if reference is not None else fastest(processes)
+    reference = with_level(reference if reference is not None else fastest(processes), processes)
     failed = any(r.get("status") != "ok" for r in processes)
     used = processes if failed else select(processes, repeats or len(processes), reference)
     dropped = [r for r in processes if not any(r is u for u in used)]

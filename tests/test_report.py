@@ -149,6 +149,31 @@ def test_scaling_exponents_and_ratios_match_the_planted_costs(two_sets):
     by_kernel = {s["name"]: s for s in kernels[0]["series"]}
     assert by_kernel["NA tiled"]["x"] == [3, 5, 7, 9, 11]
     assert by_kernel["NA tiled"]["exponent"] == pytest.approx(2.0, abs=1e-9)
+    assert not any("interleaved" in s["name"] for s in kernels[0]["series"])
+    # a group timed the kernel sizes interleaved: its own series, fitted from its processes (one ran 1.5x slow)
+    sizes = [11, 3, 5, 7, 9]
+    group = {
+        **op_row("na", "tiled", 32, None, None, None),
+        "case_id": "group-na-kernel-size-x",
+        "kind": "group",
+        "dilation": 1,
+        "tokens": None,
+        "group_axis": "kernel_size",
+        "group_values": sizes,
+        "member_ms": [float(k * k) for k in sizes],
+        "member_process_ms": [[k * k * m for m in (1.0, 1.5, 1.01)] for k in sizes],
+    }
+    append_row(two_sets[1], group)
+    frame = report_data.load_results([two_sets[1]])
+    (grouped,) = [
+        s for s in report_data.kernel_groups(frame, "latency_ms")[0]["series"] if "interleaved" in s["name"]
+    ]
+    assert grouped["name"] == "NA tiled (interleaved)" and grouped["x"] == [3, 5, 7, 9, 11]
+    assert grouped["value"] == [9.0, 25.0, 49.0, 81.0, 121.0]
+    assert grouped["exponent"] == pytest.approx(2.0, abs=1e-6) and grouped["ci"][1] - grouped["ci"][0] < 1e-6
+    assert not report_data.kernel_groups(frame, "peak_mem_bytes")[0]["series"][-1]["name"].endswith(
+        "(interleaved)"
+    )
     pairs = report_data.na_vs_window(frame)
     assert len(pairs) == 9 and set(pairs["backend"]) == {"tiled"}
     # window 3 us/token vs NA 2 us/token: NA runs at 150 % of window speed with 80 % of its memory

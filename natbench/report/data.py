@@ -204,16 +204,62 @@ def kernel_groups(frame: pd.DataFrame, value: str) -> list[dict[str, Any]]:
     for (_, dtype, mode, *_, res), cfg in [] if ops.empty else ops.groupby(keys, dropna=False):
         if cfg["kernel_size"].nunique() < 2:
             continue
+        series = _series(cfg, "kernel_size", value, "kernel_size")
+        if value == "latency_ms":
+            key = dict(zip(keys, (cfg[k].iloc[0] for k in keys), strict=True))
+            series += _interleaved_series(frame, key, cfg["machine"].nunique() > 1)
         groups.append(
             {
                 "title": f"{_where(cfg)} {dtype} {mode}, {int(res)}x{int(res)} map",
                 "resolution": res,
                 "x": "kernel_size",
                 "fit": "kernel_size",
-                "series": _series(cfg, "kernel_size", value, "kernel_size"),
+                "series": series,
             }
         )
     return groups
+
+
+def _same(a, b) -> bool:
+    missing = [v is None or (isinstance(v, float) and math.isnan(v)) for v in (a, b)]
+    return all(missing) or (not any(missing) and a == b)
+
+
+def _interleaved_series(frame: pd.DataFrame, key: dict[str, Any], several: bool) -> list[dict[str, Any]]:
+    """The kernel sizes a kind="group" row timed interleaved in the same processes (natbench.measure.group) at
+    the figure's shape: their medians, and the exponent the claims fit from those processes (paired)."""
+    from natbench.claims.measure.scaling import MIN_SIZES
+    from natbench.measure.stats import fit_power_law_paired
+
+    rows = ok(frame, "group")
+    out = []
+    for r in rows[rows["group_axis"] == "kernel_size"].to_dict("records"):
+        if not all(_same(r.get(k), v) for k, v in key.items()):
+            continue
+        order = sorted(range(len(r["group_values"])), key=lambda i: r["group_values"][i])
+        keep = order[-MIN_SIZES:]
+        per = r["member_process_ms"]
+        power = (
+            fit_power_law_paired(
+                [r["group_values"][i] for i in keep],
+                [[per[i][p] for i in keep] for p in range(len(per[0]))],
+                min_sizes=MIN_SIZES,
+            )
+            if len(keep) >= MIN_SIZES
+            else None
+        )
+        name = f"{series_label(pd.Series(r))} (interleaved)" + (f" · {r['machine']}" if several else "")
+        out.append(
+            {
+                "name": name,
+                "machine": str(r.get("machine")),
+                "x": [r["group_values"][i] for i in order],
+                "value": [r["member_ms"][i] for i in order],
+                "exponent": None if power is None else power.exponent,
+                "ci": None if power is None else (power.ci_low, power.ci_high),
+            }
+        )
+    return out
 
 
 def na_vs_window(frame: pd.DataFrame) -> pd.DataFrame:

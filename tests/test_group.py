@@ -11,7 +11,8 @@ import pytest
 from natbench import results
 from natbench.claims import PASS, judge, load_claims
 from natbench.measure import interleave
-from natbench.measure.group import GroupSpec, measure_group
+from natbench.measure.group import GroupSpec
+from natbench.measure.interleave import measure_interleaved
 from natbench.measure.repeat import finish, run_repeated
 from natbench.measure.spec import CaseSpec
 from natbench.measure.stats import fit_power_law, fit_power_law_paired
@@ -55,7 +56,7 @@ def test_group_rounds_reverse_their_order_and_time_every_member(sized, monkeypat
         return block(fn, n, device, untimed)
 
     monkeypatch.setattr(interleave, "_block", recording)
-    got = measure_group([m.to_dict() for m in members(8, 16, 32)], FAST)
+    got = measure_interleaved([m.to_dict() for m in members(8, 16, 32)], FAST)
     assert got["status"] == "ok" and len(got["member_ms"]) == 3
     rounds = len(got["member_ms"][0])
     assert rounds >= interleave.MIN_ROUNDS and rounds % 2 == 0

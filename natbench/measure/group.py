@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from natbench.measure.interleave import BLOCK_S, failed_row, machine_columns, measure_interleaved
+from natbench.measure.interleave import BLOCK_S, failed_row, machine_columns
 from natbench.measure.spec import FIELD_NAMES, CaseSpec
 from natbench.results import CASE_PARAMS
 
@@ -92,13 +92,14 @@ class GroupSpec:
         return cls(tuple(CaseSpec.from_dict(m) for m in data["members"]), data["axis"])
 
 
-def measure_group(members: list[dict], timing: dict | None = None) -> dict[str, Any]:
-    """In this process: every member timed in rounds, the order reversed every other round."""
-    return measure_interleaved(members, timing)
+def per_process(row: dict[str, Any], members: list[int]) -> list[list[float]]:
+    """A group row's `member_process_ms` turned around: each process's medians of the members at `members`."""
+    values = row["member_process_ms"]
+    return [[float(values[j][p]) for j in members] for p in range(len(values[0]))]
 
 
 def group_row(group: GroupSpec, processes: list[dict[str, Any]]) -> dict[str, Any]:
-    """The kind="group" row from its processes' results (measure_group's dicts, in order); the first that
+    """The kind="group" row from its processes' results (measure_interleaved's dicts, in order); the first that
     failed makes the row fail and says which."""
     d = group.to_dict()
     row = {k: d[k] for k in CASE_PARAMS}

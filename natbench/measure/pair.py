@@ -97,20 +97,19 @@ def pair_row(pair: PairSpec, processes: list[dict[str, Any]]) -> dict[str, Any]:
     row = _pair_row(pair)
     if failed_row(row, processes) is not None:
         return row
-    ok = processes
-    per_process = [float(np.median(r["ratios"])) for r in ok]
+    per_process = [float(np.median(r["ratios"])) for r in processes]
     ratio, low, high = ratio_ci(per_process)
     row.update(
         status="ok",
-        repeats=len(ok),
+        repeats=len(processes),
         ratio=ratio,
         ratio_ci_low=low,
         ratio_ci_high=high,
         ratio_process=per_process,
         # members' medians in these processes (their own rows come from their own processes)
-        numerator_process_ms=[float(np.median(r["a_ms"])) for r in ok],
-        denominator_process_ms=[float(np.median(r["b_ms"])) for r in ok],
-        **machine_columns(ok),
+        numerator_process_ms=[float(np.median(r["a_ms"])) for r in processes],
+        denominator_process_ms=[float(np.median(r["b_ms"])) for r in processes],
+        **machine_columns(processes),
         timer=f"interleaved rounds of {BLOCK_S * 1e3:g} ms blocks, order alternated",
     )
     return row

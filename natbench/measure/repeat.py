@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from natbench.measure.drift import DriftProfile, widen
-from natbench.measure.group import GroupSpec, group_row, measure_group
+from natbench.measure.group import GroupSpec, group_row
+from natbench.measure.interleave import measure_interleaved
 from natbench.measure.pair import PairSpec, measure_pair, pair_row
 from natbench.measure.stats import median_known
 
@@ -120,7 +121,7 @@ def _interleaved(spec: dict[str, Any], timing: dict | None):
     if spec.get("kind") == "group":
         group = GroupSpec.from_dict(spec)
         kwargs = {"members": [m.to_dict() for m in group.members], "timing": dict(timing or {})}
-        return measure_group, kwargs, group.device
+        return measure_interleaved, kwargs, group.device
     return None
 
 

@@ -136,7 +136,6 @@ def fit_power_law(
     Interval: when some size has >= 2 per-process values, a bootstrap that resamples the processes of each
     size independently (scipy.stats.bootstrap, unpaired samples) and refits; otherwise the OLS t-interval.
     """
-
     xs = [float(v) for v in np.asarray(x, dtype=object).ravel()]
     ys = list(y)
     if len(xs) != len(ys):
@@ -218,7 +217,6 @@ def fit_power_law_paired(x, per_process, confidence: float = CONFIDENCE, min_siz
     their own mean, the exponent is the slope through the sizes' medians of those, and the interval a
     bootstrap that resamples whole processes (scipy.stats.bootstrap, paired), so the spell cancels in both.
     """
-
     xs = np.asarray([float(v) for v in x])
     arr = np.asarray([[float(v) for v in row] for row in per_process], dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != len(xs) or not len(arr):

@@ -221,14 +221,16 @@ def kernel_groups(frame: pd.DataFrame, value: str) -> list[dict[str, Any]]:
 
 
 def _same(a, b) -> bool:
-    missing = [v is None or (isinstance(v, float) and math.isnan(v)) for v in (a, b)]
-    return all(missing) or (not any(missing) and a == b)
+    from natbench.claims.measure.rows import is_missing
+
+    return (is_missing(a) and is_missing(b)) or a == b
 
 
 def _interleaved_series(frame: pd.DataFrame, key: dict[str, Any], several: bool) -> list[dict[str, Any]]:
     """The kernel sizes a kind="group" row timed interleaved in the same processes (natbench.measure.group) at
     the figure's shape: their medians, and the exponent the claims fit from those processes (paired)."""
     from natbench.claims.measure.scaling import MIN_SIZES
+    from natbench.measure.group import per_process
     from natbench.measure.stats import fit_power_law_paired
 
     rows = ok(frame, "group")
@@ -238,12 +240,9 @@ def _interleaved_series(frame: pd.DataFrame, key: dict[str, Any], several: bool)
             continue
         order = sorted(range(len(r["group_values"])), key=lambda i: r["group_values"][i])
         keep = order[-MIN_SIZES:]
-        per = r["member_process_ms"]
         power = (
             fit_power_law_paired(
-                [r["group_values"][i] for i in keep],
-                [[per[i][p] for i in keep] for p in range(len(per[0]))],
-                min_sizes=MIN_SIZES,
+                [r["group_values"][i] for i in keep], per_process(r, keep), min_sizes=MIN_SIZES
             )
             if len(keep) >= MIN_SIZES
             else None

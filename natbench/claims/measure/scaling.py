@@ -50,9 +50,11 @@ def fit(g, x_name: str, y_name: str):
     )
 
 
-def interleaved(df, g, x_name: str, y_name: str) -> tuple[list[float], list[list[float]], int] | None:
-    """(sizes, per-process values [process][size], group rows) when kind="group" rows of g's machine timed
-    every case of `g` in the same processes; None otherwise (or for anything but latency)."""
+def interleaved(df, g, x_name: str, y_name: str) -> tuple[list[float], list[list[float]]] | None:
+    """(sizes, per-process values [process][size]) when kind="group" rows of g's machine timed every case of
+    `g` in the same processes; None otherwise (or for anything but latency)."""
+    from natbench.measure.group import per_process
+
     if y_name != "latency_ms" or df is None or "group_of" not in df.columns:
         return None
     x_of = {str(c): float(x) for c, x in zip(g["case_id"], g[x_name], strict=True)}
@@ -72,12 +74,8 @@ def interleaved(df, g, x_name: str, y_name: str) -> tuple[list[float], list[list
         if key in seen:
             continue
         seen.add(key)
-        cols = [members.index(c) for c in x_of]
-        values = row["member_process_ms"]
-        found += [[float(values[j][p]) for j in cols] for p in range(len(values[0]))]
-    if not found:
-        return None
-    return list(x_of.values()), found, len(seen)
+        found += per_process(row, [members.index(c) for c in x_of])
+    return (list(x_of.values()), found) if found else None
 
 
 def measure_scaling(claim: Claim, df) -> Outcome:

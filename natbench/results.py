@@ -100,10 +100,12 @@ COLUMNS: dict[str, str] = {
     "heap_reserve_bytes": "heap pre-faulted by warm-up after a first call that faulted (CPU case processes; "
     "natbench.measure.memory.reserve_heap), median over processes",
     "processes_run": "fresh processes the case ran: repeats, plus re-runs of processes slowed by the machine",
-    "contended_processes": "processes whose matmul calibration or sentinel read over 10 % slower than the fastest on this "
-    "device in the sweep when the row was written (slowed by other work on the machine), or whose timed calls "
-    "still faulted pages in (over 256 a call and 1 % of its time at 2 us each), or, for pair and group rows, whose "
-    "members ran over 10 % slower together than in the row's fastest process: re-run up to the case's share; "
+    "contended_processes": "processes whose matmul calibration or sentinel read over 10 % slower than the "
+    "machine's quiet speed (the reading a tenth of this device's case processes in the sweep beat when the row "
+    "was written, the fastest among ten or fewer: natbench.measure.repeat.quiet), slowed by other work on the "
+    "machine, or whose timed calls still faulted pages in (over 256 a call and 1 % of its time at 2 us each), "
+    "or, for pair and group rows, whose members ran over 10 % slower together than the row's quiet level (its "
+    "fastest process among ten or fewer): re-run up to the case's share; "
     "the row is made of the `repeats` least contended processes",
     "rerun_failures": "re-runs that failed (left out: the case's first `repeats` processes had succeeded)",
     "latency_dropped_process_ms": "per-process medians of the processes left out of the row (the most contended)",

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from natbench.measure.repeat import contended, fastest, finish, run_process
+from natbench.measure.repeat import contended, finish, quiet_reference, run_process
 
 SIDES = ("base", "new")
 MIN_REPEATS = 3  # Mann-Whitney over 2 processes a side can never reach p <= 0.05 (its smallest p is 1/6)
@@ -87,7 +87,7 @@ def run_ab(
     A shared machine slows whole processes (their calibration reads slow: natbench.measure.repeat): while
     either side has fewer than `repeats` uncontended processes, whole rounds run again (at most
     `extra_rounds`, default `repeats`, so both sides keep meeting the same minutes), and each side's row is
-    made of its `repeats` least contended processes, judged against the fastest calibration of both sides.
+    made of its `repeats` least contended processes, judged against the quiet calibration of both sides.
     A process that fails in the first `repeats` rounds ends both sides and its side's row says so; one side's
     first process unsupported still runs the other's first (the versions may differ in what they support).
     A failure in an extra round is left out of its row (`rerun_failures`), as in natbench.measure.repeat."""
@@ -98,7 +98,7 @@ def run_ab(
     processes: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
 
     def settled() -> bool:
-        reference = fastest([p for side in SIDES for p in processes[side]])
+        reference = quiet_reference([p for side in SIDES for p in processes[side]])
         return all(sum(not contended(p, reference) for p in processes[s]) >= repeats for s in SIDES)
 
     failed = False
@@ -115,7 +115,7 @@ def run_ab(
                 failed = True
                 if not (status == "unsupported" and not processes[_other(side)]):
                     break
-    reference = fastest([p for side in SIDES for p in processes[side]])
+    reference = quiet_reference([p for side in SIDES for p in processes[side]])
     rows = {}
     for side in SIDES:
         if not processes[side]:

@@ -4,8 +4,8 @@ file; resumable: a case is done when a row with its case_id and this environment
 The processes run round-robin: pass 1 runs one process of every case, pass 2 the next (in reverse order), and
 so on, so that each case's R processes are spread over the whole sweep and its interval holds the machine's
 drift over those minutes, not only over the seconds one case takes. Then re-run passes run one more process
-of each case with fewer than R uncontended processes (judged against the fastest calibration readings of the
-sweep's case processes on that device), up to the case's share of R; each row is made of its case's R least
+of each case with fewer than R uncontended processes (judged against the quiet calibration readings of the
+sweep's case processes on that device: natbench.measure.repeat.quiet), up to the case's share of R; each row is made of its case's R least
 contended processes. Finished processes are journaled
 (DIR/processes/), so an interrupted sweep resumes without redoing them.
 """
@@ -127,9 +127,9 @@ def run_sweep(
     from natbench.measure import drift as machine_drift
     from natbench.measure.repeat import (
         DEFAULT_RERUNS,
-        fastest,
         finish,
         needs_rerun,
+        quiet_reference,
         rerun_budget,
         run_process,
     )
@@ -189,9 +189,9 @@ def run_sweep(
     kinds = {s.case_id: (s.kind, s.device) for s in todo}
 
     def reference(device: str) -> dict:
-        """The fastest calibration readings of this device's case processes so far (pairs and groups are judged
+        """The quiet calibration readings of this device's case processes so far (pairs and groups are judged
         against them, as cases are, but do not set them: their sentinel blocks are shorter)."""
-        return fastest(
+        return quiet_reference(
             [
                 p
                 for c, got in processes.items()

@@ -1,7 +1,7 @@
 """Can the intervals be trusted? The issue-12 targets, measured on this machine (prints every figure).
 
     python -m benchmarks.test_bench_intervals [--threads N] [--runs 6] [--tries 10] [--planted-repeats R]
-                                              [--skip order,aa,...]
+                                              [--spread] [--skip order,aa,...]
     pytest benchmarks/test_bench_intervals.py -s      # the same through pytest-benchmark (extra_info)
 
 0. order effect: the first op timed in a fresh process against the same op timed after another one.
@@ -9,7 +9,8 @@
    95 % interval across them) of tiled NA and shifted-window attention at 56x56 and 112x112, k = 7, 4 x 32:
    the share of ordered pairs (i, j) whose run i interval holds run j's median (target >= 70 %), for
    latency and peak memory; and the interval widths against the spread of the medians they describe: their
-   range, and their 95 % spread (3.92 SD, what a calibrated 95 % interval spans).
+   range, and their 95 % spread (3.92 SD, what a calibrated 95 % interval spans). With --spread the runs go in
+   rounds over the four ops, paced over the drift profile's span (the time scale its floor describes).
 2. paired ratio CV: NA / window ratio from `runs` paired measurements at each shape (target CV <= 5 %).
 3. A/A: two smoke sweeps of this tree compared with natbench compare (target 0 regressions).
 4. planted slowdown: a test-only case doing 10 % more work, compared against the plain one in `tries`
@@ -64,23 +65,36 @@ def _contains(rows: list[dict], low: str, high: str, centre: str) -> tuple[int, 
     return hits, total
 
 
-def coverage(runs: int, threads: int | None) -> dict:
+def coverage(runs: int, threads: int | None, spread: bool = False) -> dict:
     """As `natbench run` measures: with this machine's drift floor when `natbench noise` has measured one;
-    the intervals before the floor (latency_process_ci_*) are scored too."""
+    the intervals before the floor (latency_process_ci_*) are scored too. Back to back, each op's runs take
+    ~12 s; `spread`: in rounds over the four ops, paced so that each op's runs span the drift profile's rounds
+    (the minutes its floor describes: a run compared with one made a few minutes later)."""
     from natbench.measure import drift
     from natbench.measure.repeat import run_repeated
 
     profile = drift.load(threads)
+    if spread and profile is None:
+        raise RuntimeError("--spread paces the runs over the drift profile's span: run natbench noise first")
+    ops = list(itertools.product(("na", "window"), SHAPES))
+    rows_of: dict[tuple, list[dict]] = {op: [] for op in ops}
+    order = (
+        [(i, op) for i in range(runs) for op in ops]
+        if spread
+        else [(i, op) for op in ops for i in range(runs)]
+    )
+    start = time.monotonic()
+    for i, (target, res) in order:
+        if spread and (target, res) == ops[0]:  # a round starts: wait for its slot
+            time.sleep(max(0.0, start + i * profile.span_s / max(1, runs - 1) - time.monotonic()))
+        row = run_repeated(_op(target, res), 300, TIMING, threads=threads, repeats=REPEATS, drift=profile)
+        if row["status"] != "ok":
+            raise RuntimeError(f"{target} {res}: {row['error']}")
+        row.setdefault("latency_process_ci_low_ms", row["latency_ci_low_ms"])
+        row.setdefault("latency_process_ci_high_ms", row["latency_ci_high_ms"])
+        rows_of[(target, res)].append(row)
     out = {}
-    for target, res in itertools.product(("na", "window"), SHAPES):
-        rows = []
-        for _ in range(runs):
-            row = run_repeated(_op(target, res), 300, TIMING, threads=threads, repeats=REPEATS, drift=profile)
-            if row["status"] != "ok":
-                raise RuntimeError(f"{target} {res}: {row['error']}")
-            row.setdefault("latency_process_ci_low_ms", row["latency_ci_low_ms"])
-            row.setdefault("latency_process_ci_high_ms", row["latency_ci_high_ms"])
-            rows.append(row)
+    for (target, res), rows in rows_of.items():
         lat = _contains(rows, "latency_ci_low_ms", "latency_ci_high_ms", "latency_ms")
         own = _contains(rows, "latency_process_ci_low_ms", "latency_process_ci_high_ms", "latency_ms")
         mem = _contains(rows, "peak_mem_ci_low_bytes", "peak_mem_ci_high_bytes", "peak_mem_bytes")
@@ -335,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         default=REPEATS,
         help=f"processes per run in the planted-slowdown check (default: cpu-quick's, {REPEATS})",
     )
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="coverage: run the ops in rounds spanning the drift profile's span (default: each op's runs back to back)",
+    )
     parser.add_argument("--skip", default="", help="comma list of: order,coverage,ratio,group,aa,planted")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -351,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{', '.join(f'{r:.2f}' for r in ratios)} (1.00 = none)"
                 )
         if "coverage" not in skip:
-            for case, c in coverage(args.runs, threads).items():
+            for case, c in coverage(args.runs, threads, args.spread).items():
                 floor = c["drift_floor"]
                 print(
                     f"coverage {case}: latency {c['latency_coverage']:.0%} with its op's drift floor "

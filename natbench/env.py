@@ -178,8 +178,9 @@ def _drift_line(env: dict[str, Any]) -> str:
         return f"unreadable: {exc}"
     if profile is None:
         return "not measured (natbench noise): natbench run intervals hold their processes' spread only"
-    per_op = ", ".join(f"{name} {d.drift_sd:.1%}" for name, d in profile.probes.items())
-    return f"{profile.floor:.1%} over {profile.span_s:g} s, measured {profile.measured_at}" + (
+    per_op = ", ".join(f"{name} {profile.probe_drift(name):.1%}" for name in profile.probes)
+    pooled = f" (pooled with {len(profile.earlier)} earlier)" if profile.earlier else ""
+    return f"{profile.pooled_floor:.1%} over {profile.span_s:g} s, measured {profile.measured_at}{pooled}" + (
         f"; per op (what a short run of that op takes; other ops the largest): {per_op}" if per_op else ""
     )
 

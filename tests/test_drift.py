@@ -87,6 +87,39 @@ def test_each_op_takes_its_own_probes_drift_and_other_ops_the_largest():
     assert _profile(0.04).floor_for("window") == (0.04, "the profile's floor")  # a profile without probes
 
 
+def test_a_profile_pools_its_drift_with_the_earlier_measurements_of_the_machine():
+    # one spell drifted 8.4 %, the next 3.0 %: the floor is their pooled SD, not the newest spell's alone
+    first = replace(_probed(window=0.084), floor=0.084)
+    second = replace(_probed(window=0.030), floor=0.030, earlier=[first.summary()])
+    pooled = math.sqrt((0.084**2 + 0.030**2) / 2)
+    assert second.floor_for("window") == (
+        pytest.approx(pooled),
+        "its op's probe, window, or the probes' median, pooled over 2 measurements",
+    )
+    assert second.floor_for("nat_tiny")[0] == pytest.approx(pooled)  # the largest pooled probe
+    assert second.pooled_floor == pytest.approx(pooled)
+    row = widen({**_row(), "target": "window"}, second)
+    assert row["latency_drift_cv"] == pytest.approx(pooled) and "pooled over 2" in row["latency_ci_method"]
+    # a probe the earlier measurement did not run pools over the measurements that did
+    assert (
+        replace(second, earlier=[drift.EarlierDrift("t", 120.0, 0.05, {})]).probe_drift("window-64") == 0.03
+    )
+
+
+def test_build_profile_keeps_this_machines_earlier_measurements_only(monkeypatch):
+    monkeypatch.setattr(drift, "this_machine", lambda threads, env=None: ("cpu:test:2t", "host"))
+    profile = None
+    for i in range(drift.MAX_EARLIER + 3):
+        profile = drift.build_profile(
+            {"p": probe_drift([1.0, 1.0 + i / 100], [0.0, 0.0])}, 60.0, 2, 5, 2, profile
+        )
+    assert len(profile.earlier) == drift.MAX_EARLIER  # the newest measurements, newest first
+    assert profile.earlier[0].probes["p"] > profile.earlier[-1].probes["p"]
+    assert DriftProfile.from_dict(json.loads(json.dumps(profile.to_dict()))) == profile
+    other = replace(profile, host="another")
+    assert drift.build_profile({"p": probe_drift([1.0, 1.1], [0.0, 0.0])}, 60.0, 2, 5, 2, other).earlier == []
+
+
 def test_widen_uses_the_rows_op_not_the_profiles_median():
     # The profile's median floor is 0: one floor for every op left window rows at 30-53 % coverage.
     window = widen({**_row(), "target": "window"}, _probed())
@@ -171,6 +204,10 @@ def test_a_corrupt_profile_is_one_clear_error(tmp_path, text, says):
     probes.write_text(json.dumps({**_profile().to_dict(), "probes": [1, 2]}))
     with pytest.raises(ValueError, match="probes must map"):
         drift.load(path=probes)
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({**_profile().to_dict(), "earlier": [{"floor": "x"}]}))
+    with pytest.raises(ValueError, match="earlier must list"):
+        drift.load(path=earlier)
 
 
 def test_measure_spreads_rounds_and_a_failed_probe_is_an_error(monkeypatch):
@@ -220,6 +257,14 @@ def test_noise_command_measures_saves_and_shows(tmp_path, monkeypatch, capsys):
     assert cli_main(["noise", "--show"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["rounds"] == 2 and len(shown["probes"]["tiny"]["medians_ms"]) == 2
+    assert shown["earlier"] == []
+    # a second measurement pools with the first; --fresh forgets it
+    assert cli_main(["noise", "--rounds", "2", "--span", "0", "--repeats", "2"]) == 0
+    assert "pooled with 1 earlier measurement" in capsys.readouterr().out
+    assert cli_main(["noise", "--show"]) == 0
+    assert json.loads(capsys.readouterr().out)["earlier"][0]["measured_at"] == shown["measured_at"]
+    assert cli_main(["noise", "--rounds", "2", "--span", "0", "--repeats", "2", "--fresh"]) == 0
+    assert "pooled" not in capsys.readouterr().out
 
     def fail(*a, **k):
         raise OSError("disk full")

@@ -9,6 +9,11 @@ median (from its own interval) is the drift variance. Ops drift apart (one spell
 NA and dense attention 0.0 %), so a row takes its own op family's probe (at least the probes' median, the
 profile's `floor`), and any other op (models, layers) the largest probe's.
 
+One profile is one spell: on the Intel VM two `natbench noise` runs 12 minutes apart measured 8.4 % and 3.0 %
+(the probes' median), and runs paced over the next minutes drifted by 6.5-9.1 %. So each new profile keeps the
+drifts of up to MAX_EARLIER earlier ones of the machine (`earlier`; `natbench noise --fresh` drops them) and a
+row takes the pooled drift, the root mean square over them (pooled variances), not the newest spell's alone.
+
 A row whose processes spanned less time than the profile's rounds gets that floor added (in quadrature, on the
 log scale) to its latency interval; `latency_drift_cv` and `latency_ci_method` say so. A sweep's case spreads
 its processes over the sweep's minutes and carries the drift in its own spread: it gets no floor.
@@ -57,6 +62,7 @@ PROBES: dict[str, dict[str, Any]] = {
     "full-32": {"target": "full", "resolution": 32, "heads": 4, "head_dim": 32},
 }
 DEFAULT_ROUNDS = 8
+MAX_EARLIER = 7  # earlier measurements a profile pools with its own (8 spells in all)
 DEFAULT_SPAN_S = 120.0
 MAX_SPAN_S = 24 * 3600.0
 
@@ -70,6 +76,21 @@ class ProbeDrift:
 
 
 @dataclass(frozen=True)
+class EarlierDrift:
+    """What an earlier profile of the machine measured, kept to pool with the newest."""
+
+    measured_at: str
+    span_s: float
+    floor: float
+    probes: dict[str, float] = field(default_factory=dict)  # drift_sd per probe
+
+
+def rms(values: Sequence[float]) -> float:
+    """Pooled SD of drifts measured with equal rounds: the root mean square."""
+    return math.sqrt(statistics.fmean(v * v for v in values))
+
+
+@dataclass(frozen=True)
 class DriftProfile:
     floor: float  # log-scale SD a run's median drifts by beyond its processes' spread (0.03 ~ 3 %)
     span_s: float  # seconds the rounds spanned: shorter runs cannot see this drift
@@ -80,23 +101,39 @@ class DriftProfile:
     host: str
     measured_at: str
     probes: dict[str, ProbeDrift] = field(default_factory=dict)
+    earlier: list[EarlierDrift] = field(default_factory=list)  # newest first
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> EarlierDrift:
+        return EarlierDrift(
+            self.measured_at, self.span_s, self.floor, {n: d.drift_sd for n, d in self.probes.items()}
+        )
+
+    @property
+    def pooled_floor(self) -> float:
+        """The probes' median drift, pooled over this and the earlier measurements."""
+        return rms([self.floor] + [e.floor for e in self.earlier])
+
+    def probe_drift(self, name: str) -> float:
+        """Probe `name`'s drift pooled over the measurements that ran it."""
+        return rms([self.probes[name].drift_sd] + [e.probes[name] for e in self.earlier if name in e.probes])
+
     def floor_for(self, target: str | None) -> tuple[float, str]:
         """(drift, where it comes from) for a row of `target`: the probe of its op family ("na", "window",
         "full") but at least the probes' median, else the largest probe's drift, else (a profile without
-        probes) the profile's floor."""
-        own = [d.drift_sd for name, d in self.probes.items() if PROBES.get(name, {}).get("target") == target]
+        probes) the profile's floor; each pooled over the earlier measurements."""
+        pooled = f", pooled over {1 + len(self.earlier)} measurements" if self.earlier else ""
+        own = [self.probe_drift(n) for n in self.probes if PROBES.get(n, {}).get("target") == target]
         if own:
             # An SD from 8 rounds, net of their own errors, can read 0 in a spell that still drifts: never
             # below the machine's level (the probes' median).
-            return max(*own, self.floor), f"its op's probe, {target}, or the probes' median"
+            return max(*own, self.pooled_floor), f"its op's probe, {target}, or the probes' median{pooled}"
         if self.probes:
-            name = max(self.probes, key=lambda n: self.probes[n].drift_sd)
-            return self.probes[name].drift_sd, f"the largest probe, {name}"
-        return self.floor, "the profile's floor"
+            name = max(self.probes, key=self.probe_drift)
+            return self.probe_drift(name), f"the largest probe, {name}{pooled}"
+        return self.pooled_floor, f"the profile's floor{pooled}"
 
     @classmethod
     def from_dict(cls, data: Any) -> DriftProfile:
@@ -114,10 +151,34 @@ class DriftProfile:
         probes = data.get("probes") or {}
         if not isinstance(probes, dict) or not all(isinstance(v, dict) for v in probes.values()):
             raise ValueError("probes must map each probe's name to its drift")
+        earlier = data.get("earlier") or []
+        if not isinstance(earlier, list) or not all(_earlier_ok(e) for e in earlier):
+            raise ValueError("earlier must list earlier measurements: measured_at, span_s, floor, probes")
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown fields {sorted(unknown)}")
-        return cls(**{**data, "probes": {k: ProbeDrift(**v) for k, v in probes.items()}})
+        return cls(
+            **{
+                **data,
+                "probes": {k: ProbeDrift(**v) for k, v in probes.items()},
+                "earlier": [EarlierDrift(**e) for e in earlier],
+            }
+        )
+
+
+def _earlier_ok(entry: Any) -> bool:
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+    return (
+        isinstance(entry, dict)
+        and set(entry) == {"measured_at", "span_s", "floor", "probes"}
+        and isinstance(entry["measured_at"], str)
+        and number(entry["span_s"])
+        and number(entry["floor"])
+        and isinstance(entry["probes"], dict)
+        and all(number(v) for v in entry["probes"].values())
+    )
 
 
 def standard_error(median: float, low: float, high: float) -> float:
@@ -285,9 +346,17 @@ def measure(
 
 
 def build_profile(
-    drifts: dict[str, ProbeDrift], spanned: float, rounds: int, repeats: int, threads: int | None
+    drifts: dict[str, ProbeDrift],
+    spanned: float,
+    rounds: int,
+    repeats: int,
+    threads: int | None,
+    previous: DriftProfile | None = None,
 ) -> DriftProfile:
+    """The new measurement, keeping `previous`'s (and its earlier ones') drifts when it is of this machine."""
     machine, host = this_machine(threads)
+    same = previous is not None and (previous.machine, previous.host) == (machine, host)
+    earlier = ([previous.summary(), *previous.earlier] if same else [])[:MAX_EARLIER]
     return DriftProfile(
         floor=statistics.median(d.drift_sd for d in drifts.values()),
         span_s=round(spanned, 1),
@@ -298,4 +367,5 @@ def build_profile(
         host=host,
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
         probes=drifts,
+        earlier=earlier,
     )

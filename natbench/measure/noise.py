@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--show", action="store_true", help="print this machine's profile (or --output's) and exit"
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help=f"forget the earlier measurements (by default the new profile pools its drift with up to "
+        f"{drift.MAX_EARLIER} earlier ones of this machine: one spell is not the machine)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -69,6 +75,12 @@ def main(args: argparse.Namespace) -> int:
     if why:
         print(f"natbench noise: error: {why}; pass --output FILE", file=sys.stderr)
         return 2
+    previous = None
+    if not args.fresh:
+        try:
+            previous = drift.load(args.threads, path=target) if Path(target).is_file() else None
+        except ValueError as exc:
+            print(f"natbench noise: the earlier profile is not pooled: {exc}", file=sys.stderr)
     run_case = partial(
         run_repeated, timeout=300, timing={"min_run_time": 0.5}, threads=args.threads, repeats=args.repeats
     )
@@ -82,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"natbench noise: error: {exc}", file=sys.stderr)
         return 1
-    profile = drift.build_profile(drifts, spanned, args.rounds, args.repeats, args.threads)
+    profile = drift.build_profile(drifts, spanned, args.rounds, args.repeats, args.threads, previous)
     try:
         path = drift.save(profile, target)
     except OSError as exc:
@@ -96,8 +108,16 @@ def main(args: argparse.Namespace) -> int:
         meds = ", ".join(f"{m:.3g}" for m in d.medians_ms)
         print(f"{name:<10} between runs {d.between_sd:6.1%}  drift {d.drift_sd:6.1%}  medians [{meds}] ms")
     largest, _ = profile.floor_for(None)
+    pooled = (
+        f"; pooled with {len(profile.earlier)} earlier measurement(s) (since "
+        f"{profile.earlier[-1].measured_at}): {profile.pooled_floor:.1%}, per probe "
+        + ", ".join(f"{n} {profile.probe_drift(n):.1%}" for n in profile.probes)
+        if profile.earlier
+        else ""
+    )
     print(
-        f"drift floor {profile.floor:.1%} (the probes' median) over {profile.span_s:g} s ({profile.machine}); "
-        f"a short run of an op takes its probe's drift, other ops the largest ({largest:.1%}); written to {path}"
+        f"drift floor {profile.floor:.1%} (the probes' median) over {profile.span_s:g} s ({profile.machine})"
+        f"{pooled}; a short run of an op takes its probe's drift, other ops the largest ({largest:.1%}); "
+        f"written to {path}"
     )
     return 0

@@ -239,3 +239,45 @@ def test_the_kernel_scaling_claim_reads_the_interleaved_group():
     (separate,) = judge(_kernel_rows(ks, rows, False), [claim])
     assert "interleaved" not in separate.provenance
     assert separate.band[1] - separate.band[0] > 5 * (grouped.band[1] - grouped.band[0])
+
+
+def _nat_tiny_rows(with_group: bool):
+    """NAT-T's k5 / k7 / k9 rows of one sweep: separate rows whose processes met different spells, and the group
+    that timed the three in the same processes (k5 at 0.9x and k9 at 1.15x k7's latency in every process)."""
+    import pandas as pd
+
+    speed = [1.0, 1.6, 1.1, 1.3, 1.0]  # each process's machine speed
+    common = {"status": "ok", "device": "cpu", "device_name": "CPU X", "backend": "auto", "dtype": "float32"}
+    common.update(mode="inference", batch=1, resolution=224, repeats=5, timestamp="t", preset="cpu-quick")
+    common.update(machine="cpu:X:1t", threads=1, kind="model", target="nat_tiny")
+    factor = {5: 0.9, 7: 1.0, 9: 1.15}
+    table = []
+    for k, f in factor.items():
+        # separate rows: their processes ran at other moments (the order of the speeds rotated)
+        own = [100.0 * f * s for s in speed[k % 5 :] + speed[: k % 5]]
+        low, high = min(own), max(own)
+        table.append(
+            {**common, "case_id": f"nat-tiny-k{k}", "kernel_size": k, "latency_ms": float(np.median(own))}
+            | {"latency_ci_low_ms": low, "latency_ci_high_ms": high, "latency_process_ms": own}
+            | {"throughput": 1e3 / float(np.median(own))}
+        )
+    if with_group:
+        table.append(
+            {**common, "case_id": "group-nat-tiny-kernel-size-x", "kind": "group", "kernel_size": None}
+            | {"group_of": [f"nat-tiny-k{k}" for k in factor], "group_axis": "kernel_size"}
+            | {"group_values": list(factor), "throughput": None, "latency_ms": None}
+            | {"member_process_ms": [[100.0 * f * s for s in speed] for f in factor.values()]}
+        )
+    return pd.DataFrame(table)
+
+
+def test_model_ratio_claims_read_the_group_that_timed_both_members():
+    claims = {c.id: c for c in load_claims()}
+    k5, k9 = (claims[f"dinat.cpu.nat_tiny.throughput_k{k}_vs_k7"] for k in (5, 9))
+    grouped = judge(_nat_tiny_rows(True), [k5, k9])
+    separate = judge(_nat_tiny_rows(False), [k5, k9])
+    for g, s, want in zip(grouped, separate, (1 / 0.9, 1 / 1.15), strict=True):
+        # throughput k / k7 = latency k7 / k, from each process's two members: the machine's speed cancels
+        assert g.measured == pytest.approx(want) and g.band[1] - g.band[0] < 1e-9
+        assert "processes timing a group interleaved" in g.groups[0]["band_source"]
+        assert "group" not in s.groups[0]["band_source"] and s.band[1] - s.band[0] > 0.1

@@ -174,6 +174,11 @@ def test_scaling_exponents_and_ratios_match_the_planted_costs(two_sets):
     assert not report_data.kernel_groups(frame, "peak_mem_bytes")[0]["series"][-1]["name"].endswith(
         "(interleaved)"
     )
+    # a group of a model's kernel sizes at the same shape (cpu-quick's NAT-T 5, 7, 9) is no op's series
+    append_row(two_sets[1], {**group, "case_id": "group-nat-tiny-kernel-size-x", "target": "nat_tiny"})
+    frame = report_data.load_results([two_sets[1]])
+    names = [s["name"] for s in report_data.kernel_groups(frame, "latency_ms")[0]["series"]]
+    assert sum("interleaved" in n for n in names) == 1
     pairs = report_data.na_vs_window(frame)
     assert len(pairs) == 9 and set(pairs["backend"]) == {"tiled"}
     # window 3 us/token vs NA 2 us/token: NA runs at 150 % of window speed with 80 % of its memory

@@ -90,8 +90,13 @@ def test_bundled_presets_parse_and_expand():
         13,
         None,
     }
-    (group,) = [s for s in quick if s.kind == "group"]  # the kernel-exponent fit's sizes, interleaved
-    assert group.axis == "kernel_size" and group.values == [5, 7, 9, 11, 13] and group.backend == "fused"
+    na_group, nat_group = [s for s in quick if s.kind == "group"]
+    # the kernel-exponent fit's sizes, interleaved; NAT-T's kernel sizes for the k5 / k7 and k9 / k7 ratios
+    assert na_group.axis == "kernel_size" and na_group.values == [5, 7, 9, 11, 13]
+    assert na_group.backend == "fused"
+    assert nat_group.target == "nat_tiny" and nat_group.values == [5, 7, 9]
+    grid_ids = {s.case_id for s in quick if s.kind == "model"}
+    assert {m.case_id for m in nat_group.members} <= grid_ids  # the claims' rows are its members
     assert {"nat_mini", "swin_tiny", "dinat_mini", "nat_tiny"} <= {
         s.target for s in quick if s.kind == "model"
     }

@@ -234,9 +234,10 @@ def _interleaved_series(frame: pd.DataFrame, key: dict[str, Any], several: bool)
     from natbench.measure.stats import fit_power_law_paired
 
     rows = ok(frame, "group")
+    ops = set(ok(frame, "op")["target"])  # a group of models' kernel sizes is no attention op's series
     out = []
     for r in rows[rows["group_axis"] == "kernel_size"].to_dict("records"):
-        if not all(_same(r.get(k), v) for k, v in key.items()):
+        if r.get("target") not in ops or not all(_same(r.get(k), v) for k, v in key.items()):
             continue
         order = sorted(range(len(r["group_values"])), key=lambda i: r["group_values"][i])
         keep = order[-MIN_SIZES:]

@@ -64,9 +64,10 @@ def describe(row, extra: tuple[str, ...] = ()) -> str:
 
 
 def pair_ratio(df, num_id: str, den_id: str) -> tuple[float, float, float, str] | None:
-    """Latency ratio num/den from a kind="pair" row (interleaved pairs, issue-12), inverted if stored den/num."""
+    """Latency ratio num/den from a kind="pair" row (interleaved pairs, issue-12), inverted if stored den/num,
+    else from a kind="group" row that timed both in the same processes (group_ratio)."""
     if df is None or "pair_of" not in df.columns:
-        return None
+        return group_ratio(df, num_id, den_id)
     pairs = df[df["kind"] == "pair"]
     for _, p in pairs.iterrows():
         of = p.get("pair_of")
@@ -79,4 +80,24 @@ def pair_ratio(df, num_id: str, den_id: str) -> tuple[float, float, float, str] 
             return float(r), float(lo), float(hi), "95 % CI of interleaved pairs"
         if list(of) == [den_id, num_id] and min(r, lo, hi) > 0:
             return 1 / float(r), 1 / float(hi), 1 / float(lo), "95 % CI of interleaved pairs (inverted)"
+    return group_ratio(df, num_id, den_id)
+
+
+def group_ratio(df, num_id: str, den_id: str) -> tuple[float, float, float, str] | None:
+    """Latency ratio num/den from a kind="group" row whose members include both: each process's ratio of the two
+    members' medians, and their geometric mean with its t interval (as a pair's, natbench.measure.stats.ratio_ci)."""
+    from natbench.measure.group import per_process
+    from natbench.measure.stats import ratio_ci
+
+    if df is None or "group_of" not in df.columns:
+        return None
+    for row in df[(df["kind"] == "group") & (df["status"] == "ok")].to_dict("records"):
+        members = [str(c) for c in row.get("group_of") or []]
+        if num_id not in members or den_id not in members:
+            continue
+        values = per_process(row, [members.index(num_id), members.index(den_id)])
+        if not values or any(not (a > 0 and b > 0) for a, b in values):
+            continue
+        r, lo, hi = ratio_ci([a / b for a, b in values])
+        return r, lo, hi, f"95 % CI of {len(values)} processes timing a group interleaved"
     return None

@@ -86,7 +86,7 @@ def ratio_ci(ratios: Sequence[float], confidence: float = CONFIDENCE) -> tuple[f
         raise ValueError("paired ratios must be positive numbers")
     logs = np.log(arr)
     centre = math.exp(float(logs.mean()))
-    if len(logs) < 2 or np.ptp(logs) == 0:
+    if len(logs) < 2 or np.ptp(logs) < 1e-12:  # equal up to rounding: the t statistic is noise
         return centre, centre, centre
     ci = stats.ttest_1samp(logs, 0.0).confidence_interval(confidence)
     return centre, math.exp(float(ci.low)), math.exp(float(ci.high))

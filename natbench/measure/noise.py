@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
     previous = None
     if not args.fresh:
         try:
-            previous = drift.load(args.threads, path=target) if Path(target).is_file() else None
+            previous = drift.load(args.threads, path=target) if target.is_file() else None
         except ValueError as exc:
             print(f"natbench noise: the earlier profile is not pooled: {exc}", file=sys.stderr)
     run_case = partial(

@@ -33,9 +33,8 @@ DEFAULT_REPEATS = 5  # with 3 the interval is min..max of three: it holds anothe
 # whose matmul calibration read 0.33 ms took 22.9-25.8 ms; 8 of the 13 that read 0.39-0.58 ms took 34-45 ms), and the
 # few processes of one case often fall into one burst. Such a process is "contended"; the case runs up to its
 # share of repeats more processes, and a row is made of the least contended processes.
-CONTENDED = (
-    0.10  # a calibration reading this much slower than the machine's quiet speed: slowed by other work
-)
+# a calibration reading this much slower than the machine's quiet speed: slowed by other work
+CONTENDED = 0.10
 # The quiet speed is the reading that a tenth of the processes beat (the fastest while ten or fewer ran): on
 # a second VM (Intel Xeon) the matmul read 5-10 % faster than its median in a few lucky processes, so against
 # the fastest reading 246 of a sweep's 270 kept case processes counted as contended (against this quantile, 83)

@@ -5,9 +5,9 @@ The processes run round-robin: pass 1 runs one process of every case, pass 2 the
 so on, so that each case's R processes are spread over the whole sweep and its interval holds the machine's
 drift over those minutes, not only over the seconds one case takes. Then re-run passes run one more process
 of each case with fewer than R uncontended processes (judged against the quiet calibration readings of the
-sweep's case processes on that device: natbench.measure.repeat.quiet), up to the case's share of R; each row is made of its case's R least
-contended processes. Finished processes are journaled
-(DIR/processes/), so an interrupted sweep resumes without redoing them.
+sweep's case processes on that device: natbench.measure.repeat.quiet), up to the case's share of R; each row is
+made of its case's R least contended processes. Finished processes are journaled (DIR/processes/), so an
+interrupted sweep resumes without redoing them.
 """
 
 from __future__ import annotations

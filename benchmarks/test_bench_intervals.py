@@ -1,7 +1,7 @@
 """Can the intervals be trusted? The issue-12 targets, measured on this machine (prints every figure).
 
     python -m benchmarks.test_bench_intervals [--threads N] [--runs 6] [--tries 10] [--planted-repeats R]
-                                              [--spread] [--skip order,aa,...]
+                                              [--spread [SECONDS]] [--skip order,aa,...]
     pytest benchmarks/test_bench_intervals.py -s      # the same through pytest-benchmark (extra_info)
 
 0. order effect: the first op timed in a fresh process against the same op timed after another one.
@@ -10,7 +10,8 @@
    the share of ordered pairs (i, j) whose run i interval holds run j's median (target >= 70 %), for
    latency and peak memory; and the interval widths against the spread of the medians they describe: their
    range, and their 95 % spread (3.92 SD, what a calibrated 95 % interval spans). With --spread the runs go in
-   rounds over the four ops, paced over the drift profile's span (the time scale its floor describes).
+   rounds over the four ops, paced over the drift profile's span (the time scale its floor describes) or over
+   SECONDS (a rerun later the same hour: the spells the pooled floor describes).
 2. paired ratio CV: NA / window ratio from `runs` paired measurements at each shape (target CV <= 5 %).
 3. A/A: two smoke sweeps of this tree compared with natbench compare (target 0 regressions).
 4. planted slowdown: a test-only case doing 10 % more work, compared against the plain one in `tries`
@@ -65,17 +66,18 @@ def _contains(rows: list[dict], low: str, high: str, centre: str) -> tuple[int, 
     return hits, total
 
 
-def coverage(runs: int, threads: int | None, spread: bool = False) -> dict:
+def coverage(runs: int, threads: int | None, spread: float | bool = False) -> dict:
     """As `natbench run` measures: with this machine's drift floor when `natbench noise` has measured one;
     the intervals before the floor (latency_process_ci_*) are scored too. Back to back, each op's runs take
     ~12 s; `spread`: in rounds over the four ops, paced so that each op's runs span the drift profile's rounds
-    (the minutes its floor describes: a run compared with one made a few minutes later)."""
+    (True: a run compared with one made a few minutes later) or `spread` seconds."""
     from natbench.measure import drift
     from natbench.measure.repeat import run_repeated
 
     profile = drift.load(threads)
-    if spread and profile is None:
+    if spread is True and profile is None:
         raise RuntimeError("--spread paces the runs over the drift profile's span: run natbench noise first")
+    span = profile.span_s if spread is True else float(spread)
     ops = list(itertools.product(("na", "window"), SHAPES))
     rows_of: dict[tuple, list[dict]] = {op: [] for op in ops}
     order = (
@@ -86,7 +88,7 @@ def coverage(runs: int, threads: int | None, spread: bool = False) -> dict:
     start = time.monotonic()
     for i, (target, res) in order:
         if spread and (target, res) == ops[0]:  # a round starts: wait for its slot
-            time.sleep(max(0.0, start + i * profile.span_s / max(1, runs - 1) - time.monotonic()))
+            time.sleep(max(0.0, start + i * span / max(1, runs - 1) - time.monotonic()))
         row = run_repeated(_op(target, res), 300, TIMING, threads=threads, repeats=REPEATS, drift=profile)
         if row["status"] != "ok":
             raise RuntimeError(f"{target} {res}: {row['error']}")
@@ -102,7 +104,10 @@ def coverage(runs: int, threads: int | None, spread: bool = False) -> dict:
         widths = [r["latency_ci_high_ms"] - r["latency_ci_low_ms"] for r in rows]
         own_widths = [r["latency_process_ci_high_ms"] - r["latency_process_ci_low_ms"] for r in rows]
         out[f"{target} {res}x{res}"] = {
-            "drift_floor": profile.floor_for(target)[0] if profile else None,  # what `natbench run` adds
+            # what `natbench run` added (the median over the runs)
+            "drift_floor": (
+                statistics.median(r.get("latency_drift_cv") or 0.0 for r in rows) if profile else None
+            ),
             "latency_coverage": lat[0] / lat[1],
             "latency_coverage_without_floor": own[0] / own[1],
             "median_width_without_floor_ms": statistics.median(own_widths),
@@ -351,8 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--spread",
-        action="store_true",
-        help="coverage: run the ops in rounds spanning the drift profile's span (default: each op's runs back to back)",
+        nargs="?",
+        const=True,
+        default=False,
+        type=float,
+        metavar="SECONDS",
+        help="coverage: run the ops in rounds spanning the drift profile's span, or SECONDS "
+        "(default: each op's runs back to back)",
     )
     parser.add_argument("--skip", default="", help="comma list of: order,coverage,ratio,group,aa,planted")
     args = parser.parse_args(argv)

@@ -7,8 +7,9 @@ j's median (ordered pairs i != j; a calibrated 95 % interval holds another run's
 target >= 70 %), and each case's interval width against the 95 % spread of its medians (3.92 SD on the log
 scale, what a calibrated interval spans; with 3 sweeps that SD has 2 degrees of freedom: read the median over
 cases). For every claim judged in all of them: how often one sweep's band holds another's measured value, and
-the verdicts that differ: an edge (INCONCLUSIVE in some, one side of the tolerance in the others) or a flip
-(PASS in one, FAIL in another: the target is none).
+the verdicts that differ: an edge (INCONCLUSIVE in some, one side of the tolerance in the others), a flip (PASS
+in one, FAIL in another) or an ERROR in some sweep (natbench failed): the targets for the last two are none.
+Exit 0 when the targets hold, 1 when not, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from natbench.measure.drift import Z95  # the rows' intervals are 95 % intervals
+
 COVERAGE_TARGET = 0.70
-Z95 = 1.959963984540054
 
 # what a row's value and interval are, by kind of row
 MEASURES = {

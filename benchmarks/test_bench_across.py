@@ -8,7 +8,8 @@ target >= 70 %), and each case's interval width against the 95 % spread of its m
 scale, what a calibrated interval spans; with 3 sweeps that SD has 2 degrees of freedom: read the median over
 cases). For every claim judged in all of them: how often one sweep's band holds another's measured value, and
 the verdicts that differ: an edge (INCONCLUSIVE in some, one side of the tolerance in the others), a flip (PASS
-in one, FAIL in another) or an ERROR in some sweep (natbench failed): the targets for the last two are none.
+in one, FAIL in another), an ERROR in some sweep (natbench failed) or a SKIP in some only: the targets for the
+last three are none.
 Exit 0 when the targets hold, 1 when not, 2 on bad input.
 """
 
@@ -115,7 +116,7 @@ def claims_agreement(sweeps: Sequence[Sequence[dict]]) -> tuple[Coverage, int, l
     for cid in sorted(set.intersection(*(set(c) for c in by_id))):
         got = [c[cid] for c in by_id]
         verdicts = [c["verdict"] for c in got]
-        if any(v == "SKIP" for v in verdicts):
+        if all(v == "SKIP" for v in verdicts):
             continue
         judged += 1
         if len(set(verdicts)) > 1:
@@ -129,10 +130,13 @@ def claims_agreement(sweeps: Sequence[Sequence[dict]]) -> tuple[Coverage, int, l
 
 def difference(verdicts: Sequence[str]) -> str:
     """How a claim's differing verdicts differ: "flip" (PASS and FAIL), "error" (natbench failed in a
-    sweep), else "edge" (INCONCLUSIVE in some: the band straddled the tolerance there)."""
+    sweep), "skip" (judged in some sweeps only), else "edge" (INCONCLUSIVE in some: the band straddled the
+    tolerance there)."""
     if "PASS" in verdicts and "FAIL" in verdicts:
         return "flip"
-    return "error" if "ERROR" in verdicts else "edge"
+    if "ERROR" in verdicts:
+        return "error"
+    return "skip" if "SKIP" in verdicts else "edge"
 
 
 def _load(directory: Path) -> tuple[list[dict], list[dict]]:
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("results", nargs="+", type=Path, help="two or more sweeps' --out directories")
     parser.add_argument(
-        "--show", type=int, default=10, help="cases and claims listed per measure (default 10)"
+        "--show", type=int, default=10, help="cases listed per measure, least often held first (default 10)"
     )
     args = parser.parse_args(argv)
     if len(args.results) < 2:
@@ -174,11 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"verdicts: {judged - len(differ)} of {judged} claims the same in every sweep; "
             f"{kinds.count('edge')} at an edge, {kinds.count('flip')} PASS <-> FAIL (target 0), "
-            f"{kinds.count('error')} ERROR in some sweeps (target 0)"
+            f"{kinds.count('error')} ERROR in some sweeps, {kinds.count('skip')} SKIP in some (targets 0)"
         )
         for (cid, verdicts), kind in zip(differ, kinds):
             print(f"  {kind:<5}  {' / '.join(verdicts)}  {cid}")
-        met &= "flip" not in kinds and "error" not in kinds
+        met &= not {"flip", "error", "skip"} & set(kinds)
     else:
         print("verdicts: a sweep has no claims.json (natbench reproduce writes one)")
     print(f"targets {'met' if met else 'NOT met'}")

@@ -60,6 +60,11 @@ def test_claims_agreement_tells_edges_from_flips_and_errors_and_skips_constants(
     assert [(c, across.difference(v)) for c, v in differ] == [("edge", "edge"), ("flip", "flip")]
     assert across.difference(["PASS", "ERROR"]) == "error"
     assert across.difference(["FAIL", "ERROR", "PASS"]) == "flip"
+    assert across.difference(["PASS", "SKIP"]) == "skip"
+    # a claim skipped in one sweep only is a difference; skipped in all, it is not judged
+    _, judged, differ = across.claims_agreement([[_claim("s", "SKIP")], [_claim("s", "PASS")]])
+    assert (judged, differ) == (1, [("s", ["SKIP", "PASS"])])
+    assert across.claims_agreement([[_claim("s", "SKIP")], [_claim("s", "SKIP")]])[1] == 0
     assert bands.pairs == 2  # "same" never varied; "flip" never varied either (1.0 twice)
     assert bands.held == 0
 
@@ -82,7 +87,7 @@ def test_main_exit_codes(tmp_path, capsys):
     assert "1 PASS <-> FAIL" in capsys.readouterr().out
     errored = same[:2] + [_sweep(tmp_path, "e", 10.1, "ERROR")]
     assert across.main(errored) == 1
-    assert "1 ERROR in some sweeps" in capsys.readouterr().out
+    assert "1 ERROR in some sweeps, 0 SKIP in some" in capsys.readouterr().out
     apart = same[:1] + [_sweep(tmp_path, "far", 20.0, "PASS")]
     assert across.main(apart) == 1  # neither interval holds the other's median
     with pytest.raises(SystemExit) as exc:

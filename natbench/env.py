@@ -177,7 +177,15 @@ def _drift_line(env: dict[str, Any]) -> str:
     except ValueError as exc:
         return f"unreadable: {exc}"
     if profile is None:
-        return "not measured (natbench noise): natbench run intervals hold their processes' spread only"
+        others = "; ".join(
+            f"for {p.threads} thread(s) {p.pooled_floor:.1%}, measured {p.measured_at} "
+            f"(`natbench run --threads {p.threads}` takes it)"
+            for p in drift.other_threads(env)
+        )
+        return (
+            f"not measured for {env['torch_threads']} thread(s) (natbench noise): natbench run intervals hold "
+            "their processes' spread only" + (f"; {others}" if others else "")
+        )
     per_op = ", ".join(f"{name} {profile.probe_drift(name):.1%}" for name in profile.probes)
     pooled = f" (pooled with {len(profile.earlier)} earlier)" if profile.earlier else ""
     return f"{profile.pooled_floor:.1%} over {profile.span_s:g} s, measured {profile.measured_at}{pooled}" + (

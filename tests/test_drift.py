@@ -306,7 +306,11 @@ def test_natbench_run_carries_the_floor_of_the_profile_it_was_given(tmp_path):
 
 def test_natbench_env_says_whether_the_floor_was_measured(capsys):
     assert cli_main(["env"]) == 0
-    assert "not measured (natbench noise)" in capsys.readouterr().out
+    assert "not measured for" in (out := capsys.readouterr().out) and "for 97 thread(s)" not in out
+    # a profile for another thread count is named, with the flag that uses it
+    drift.save(drift.build_profile({"p": probe_drift([1.0, 1.1], [0.0, 0.0])}, 60.0, 2, 5, 97))
+    assert cli_main(["env"]) == 0
+    assert "for 97 thread(s)" in (out := capsys.readouterr().out) and "run --threads 97` takes it" in out
     drift.save(drift.build_profile({"p": probe_drift([1.0, 1.1], [0.0, 0.0])}, 60.0, 2, 5, None))
     assert cli_main(["env"]) == 0
     assert "drift floor" in (out := capsys.readouterr().out) and "over 60 s, measured 20" in out

@@ -309,6 +309,21 @@ def load(
         raise ValueError(f"drift profile {file} is unreadable ({exc}); run `natbench noise` again") from exc
 
 
+def other_threads(env: dict[str, Any]) -> list[DriftProfile]:
+    """This host's readable profiles for thread counts other than torch's (a profile is per thread count)."""
+    machine, host = this_machine(None, env)
+    family = machine.rsplit(":", 1)[0] + ":"
+    found = []
+    for file in sorted((cache_dir() / "drift").glob("*.json")):
+        try:
+            profile = DriftProfile.from_dict(json.loads(file.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+        if profile.host == host and profile.machine.startswith(family) and profile.machine != machine:
+            found.append(profile)
+    return sorted(found, key=lambda p: p.threads or 0)
+
+
 RunCase = Callable[[dict[str, Any]], dict[str, Any]]
 
 

@@ -178,9 +178,9 @@ def _drift_line(env: dict[str, Any]) -> str:
         return f"unreadable: {exc}"
     if profile is None:
         others = "; ".join(
-            f"for {p.threads} thread(s) {p.pooled_floor:.1%}, measured {p.measured_at} "
-            f"(`natbench run --threads {p.threads}` takes it)"
-            for p in drift.other_threads(env)
+            f"for {n} thread(s) {p.pooled_floor:.1%}, measured {p.measured_at} "
+            f"(`natbench run --threads {n}` takes it)"
+            for n, p in drift.other_threads(env).items()
         )
         return (
             f"not measured for {env['torch_threads']} thread(s) (natbench noise): natbench run intervals hold "

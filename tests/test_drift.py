@@ -311,6 +311,13 @@ def test_natbench_env_says_whether_the_floor_was_measured(capsys):
     drift.save(drift.build_profile({"p": probe_drift([1.0, 1.1], [0.0, 0.0])}, 60.0, 2, 5, 97))
     assert cli_main(["env"]) == 0
     assert "for 97 thread(s)" in (out := capsys.readouterr().out) and "run --threads 97` takes it" in out
+    # the count comes from the machine key, also for a profile measured at torch's count of another day
+    other = drift.build_profile({"p": probe_drift([1.0, 1.1], [0.0, 0.0])}, 60.0, 2, 5, 97)
+    drift.save(replace(other, machine=other.machine.replace(":97t", ":95t"), threads=None))
+    assert cli_main(["env"]) == 0
+    assert "for 95 thread(s)" in (out := capsys.readouterr().out) and out.index("95 thread") < out.index(
+        "97 thread"
+    )
     drift.save(drift.build_profile({"p": probe_drift([1.0, 1.1], [0.0, 0.0])}, 60.0, 2, 5, None))
     assert cli_main(["env"]) == 0
     assert "drift floor" in (out := capsys.readouterr().out) and "over 60 s, measured 20" in out

@@ -309,19 +309,22 @@ def load(
         raise ValueError(f"drift profile {file} is unreadable ({exc}); run `natbench noise` again") from exc
 
 
-def other_threads(env: dict[str, Any]) -> list[DriftProfile]:
-    """This host's readable profiles for thread counts other than torch's (a profile is per thread count)."""
+def other_threads(env: dict[str, Any]) -> dict[int, DriftProfile]:
+    """This host's readable profiles for thread counts other than torch's, by thread count (read from the
+    profile's machine key, "cpu:<model>:<N>t", which holds the count even when `threads` was left to torch)."""
     machine, host = this_machine(None, env)
     family = machine.rsplit(":", 1)[0] + ":"
-    found = []
-    for file in sorted((cache_dir() / "drift").glob("*.json")):
+    found = {}
+    for file in (cache_dir() / "drift").glob("*.json"):
         try:
             profile = DriftProfile.from_dict(json.loads(file.read_text()))
         except (OSError, ValueError, TypeError):
-            continue
-        if profile.host == host and profile.machine.startswith(family) and profile.machine != machine:
-            found.append(profile)
-    return sorted(found, key=lambda p: p.threads or 0)
+            continue  # an unreadable profile of this thread count is load()'s error to report
+        count = profile.machine.removeprefix(family).removesuffix("t")
+        if profile.host == host and profile.machine != machine and profile.machine.startswith(family):
+            if count.isdigit():
+                found[int(count)] = profile
+    return dict(sorted(found.items()))
 
 
 RunCase = Callable[[dict[str, Any]], dict[str, Any]]
